@@ -1,0 +1,1242 @@
+"""The Engine: ignite's run semantics as one generator that can be paused, stepped and resumed.
+
+This module owns the run loop and everything that drives it. The whole run is a single generator
+(``_run_as_generator``) that yields after every fired event; each yield is a *boundary*. Every way of
+running is a way of draining that one generator:
+
+- ``run()`` drains it in the caller's thread;
+- ``step(...)`` drains it until a stop condition holds (n iterations, the next event, the next
+  occurrence of a possibly filtered event);
+- ``start()`` / ``resume()`` drain it in one background thread owned by the engine;
+- ``pause()`` (thread-safe) asks the driver to stop at the next boundary; ``stop()`` ends the run
+  like ``terminate()``.
+
+A boundary is never inside the process function, so nobody observes a half-updated model. Work that
+must happen on the training side between two events (a checkpoint save requested by a button) goes
+through ``call_at_boundary``.
+
+In the foreground and in the main thread, Ctrl-C is a lossless pause: the current event finishes,
+the run pauses at the next boundary and ``KeyboardInterrupt`` is raised there; ``run()`` continues
+with the next batch. A second Ctrl-C before that boundary raises at once, and the run stays
+resumable from its last boundary (the interrupted part is redone).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import signal
+import threading
+import time
+import warnings
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from nbengine.engine._signature import can_bind, describe_callable
+from nbengine.engine.events import (
+    BUILTIN_EVENT_TO_ATTR,
+    CallableEventWithFilter,
+    EventEnum,
+    Events,
+    EventsList,
+    EveryFilter,
+    RemovableEventHandle,
+    State,
+)
+
+__all__ = ["Engine", "IDLE", "RUNNING", "PAUSED", "DONE", "FAILED"]
+
+IDLE = "idle"
+RUNNING = "running"
+PAUSED = "paused"
+DONE = "done"
+FAILED = "failed"
+
+# Keys of the built-in events in the handler table (event names), bound once for the hot path.
+_STARTED = Events.STARTED
+_EPOCH_STARTED = Events.EPOCH_STARTED
+_GET_BATCH_STARTED = Events.GET_BATCH_STARTED
+_GET_BATCH_COMPLETED = Events.GET_BATCH_COMPLETED
+_ITERATION_STARTED = Events.ITERATION_STARTED
+_ITERATION_COMPLETED = Events.ITERATION_COMPLETED
+_GBS = _GET_BATCH_STARTED.name
+_GBC = _GET_BATCH_COMPLETED.name
+_ITS = _ITERATION_STARTED.name
+_ITC = _ITERATION_COMPLETED.name
+
+# How a handler is called, decided once at attach time.
+_CALL_BARE = 0  # handler()
+_CALL_ENGINE = 1  # handler(engine)
+_CALL_GENERAL = 2  # handler([engine,] *event_args, *args, **kwargs)
+
+
+class _HardInterrupt:
+    """Yielded by the run generator when a second Ctrl-C landed inside the run."""
+
+    def __repr__(self) -> str:
+        return "<hard interrupt>"
+
+
+_HARD_INTERRUPT = _HardInterrupt()
+
+
+class _Terminate(Exception):
+    """Unwinds the run generator to TERMINATE after ``terminate()``."""
+
+
+class _TerminateEpoch(Exception):
+    """Unwinds the epoch generator to TERMINATE_SINGLE_EPOCH after ``terminate_epoch()``."""
+
+
+def _none_batches(count: int) -> Iterator[None]:
+    for _ in range(count):
+        yield None
+
+
+def _check_optional_positive_int(name: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} should be a positive integer or None, got {value!r}")
+
+
+def _event_key(event: Any) -> str:
+    return event if isinstance(event, str) else event.name
+
+
+class _StepCondition:
+    """When a ``step(...)`` call stops. Built-in events are seen at boundaries through ``at_boundary``;
+    custom events, which can fire inside the process function, through ``saw_custom``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.reached = False
+
+    def at_boundary(self, event: Any) -> bool:
+        return self.reached or self._matches(event)
+
+    def saw_custom(self, event: Any) -> None:
+        if self._matches(event):
+            self.reached = True
+
+    def _matches(self, event: Any) -> bool:
+        raise NotImplementedError
+
+
+class _AfterIterations(_StepCondition):
+    def __init__(self, engine: Engine, iterations: int) -> None:
+        super().__init__(engine)
+        self._left = iterations
+
+    def _matches(self, event: Any) -> bool:
+        if event is _ITERATION_COMPLETED:
+            self._left -= 1
+        return self._left <= 0
+
+
+class _AfterEvents(_StepCondition):
+    def __init__(self, engine: Engine, events: int) -> None:
+        super().__init__(engine)
+        self._left = events
+
+    def _matches(self, event: Any) -> bool:
+        self._left -= 1
+        return self._left <= 0
+
+
+class _AtEvent(_StepCondition):
+    def __init__(self, engine: Engine, target: CallableEventWithFilter | str) -> None:
+        super().__init__(engine)
+        self._key = _event_key(target)
+        self._filter = None if isinstance(target, str) else target.filter
+
+    def _matches(self, event: Any) -> bool:
+        if event is _HARD_INTERRUPT or _event_key(event) != self._key:
+            return False
+        return self._filter is None or bool(self._filter(self._engine, self._engine._count(self._key)))
+
+
+class Engine:
+    """Runs a process function over data, firing events that handlers attach to.
+
+    The API is pytorch-ignite's ``Engine``; on top of it a run can be paused, stepped and resumed at
+    any event boundary, in the foreground or in a background thread.
+
+    >>> seen = []
+    >>> engine = Engine(lambda engine, batch: batch * 10)
+    >>> @engine.on(Events.ITERATION_COMPLETED(every=2))
+    ... def record(engine):
+    ...     seen.append((engine.state.epoch, engine.state.iteration, engine.state.output))
+    >>> state = engine.run([1, 2, 3, 4], max_epochs=2)
+    >>> seen
+    [(1, 2, 20), (1, 4, 40), (2, 6, 20), (2, 8, 40)]
+    >>> engine.status
+    'done'
+
+    Stepping through a run:
+
+    >>> engine = Engine(lambda engine, batch: batch)
+    >>> _ = engine.step(data=[10, 20, 30], max_epochs=2)
+    >>> (engine.status, engine.state.iteration, engine.last_event)
+    ('paused', 1, Events.ITERATION_COMPLETED)
+    >>> _ = engine.step(until=Events.EPOCH_COMPLETED)
+    >>> (engine.state.epoch, engine.state.iteration)
+    (1, 3)
+    >>> _ = engine.run()
+    >>> (engine.status, engine.state.iteration)
+    ('done', 6)
+    """
+
+    def __init__(self, process_function: Callable[[Engine, Any], Any]):
+        if not callable(process_function):
+            raise TypeError(
+                f"process_function should be a callable taking (engine, batch), got {process_function!r}"
+            )
+        if can_bind(process_function, (None, None), {}) is False:
+            raise ValueError(
+                f"process_function {describe_callable(process_function)} cannot be called with (engine, batch)"
+            )
+        self._process_function = process_function
+        self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
+        self.state = State()
+        self.last_event: Any = None
+
+        self._handlers: dict[str, tuple] = {}
+        self._allowed_events: dict[str, Any] = {event.name: event for event in Events}
+        self._event_to_attr: dict[str, str] = dict(BUILTIN_EVENT_TO_ATTR)
+        self._fire_counts: dict[str, int] = {}
+        self._state_dict_user_keys: list[str] = []
+
+        self._gen: Any = None
+        self._data_iter: Iterator | None = None
+        self._init_iter: int | None = None
+        self._data_restarted = False
+
+        self._should_terminate: bool | str = False
+        self._should_terminate_single_epoch: bool | str = False
+        self._should_interrupt = False
+        self._control_pending = False
+
+        self._status = IDLE
+        self._error: BaseException | None = None
+        self._state_lock = threading.Lock()
+        self._drive_lock = threading.Lock()
+        self._attention = False
+        self._pause_requested = False
+        self._sigint_count = 0
+        self._sigint_pause = False
+        self._boundary_calls: deque[tuple[Callable[[], Any], Future]] = deque()
+        self._step_condition: _StepCondition | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+        self._thread_setup: Callable[[], AbstractContextManager] | None = None
+        self._direct_call_thread: int | None = None
+        self._given_data: Any = None
+
+        self._trace_hooks: tuple[Callable, ...] = ()
+        self._last_timings: list[tuple[str, float]] = []
+
+        self._clock_run = 0.0
+        self._clock_epoch = 0.0
+        self._paused_at: float | None = None
+
+    # ------------------------------------------------------------------ introspection
+
+    @property
+    def status(self) -> str:
+        """``"idle"``, ``"running"``, ``"paused"``, ``"done"`` or ``"failed"``."""
+        return self._status
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that failed the last run, if it failed."""
+        return self._error
+
+    @property
+    def state_dict_user_keys(self) -> list[str]:
+        """State attributes that ``state_dict`` saves and ``load_state_dict`` requires."""
+        return self._state_dict_user_keys
+
+    # ------------------------------------------------------------------ events and handlers
+
+    def register_events(self, *event_names: str | EventEnum, event_to_attr: dict | None = None) -> None:
+        """Allow custom events to be attached to and fired. ``event_to_attr`` maps an event to the
+        State attribute that counts it (used by filters); the mapping belongs to this engine only."""
+        if event_to_attr is not None and not isinstance(event_to_attr, Mapping):
+            raise ValueError(
+                f"event_to_attr should be a dict mapping events to State attribute names, got {event_to_attr!r}"
+            )
+        for index, event in enumerate(event_names):
+            if not isinstance(event, (str, EventEnum)):
+                raise TypeError(
+                    f"event_names[{index}] should be a str or an EventEnum member, got {event!r} "
+                    f"of type {type(event).__name__}"
+                )
+            key = _event_key(event)
+            known = self._allowed_events.get(key)
+            if known is not None and known is not event and not (isinstance(event, str) and known == event):
+                raise ValueError(
+                    f"event_names[{index}] {event!r} has the same name as the already registered event "
+                    f"{known!r}; give it another name"
+                )
+            self._allowed_events[key] = event
+        for event, attr in (event_to_attr or {}).items():
+            key = _event_key(event)
+            if key not in self._allowed_events:
+                raise ValueError(f"event_to_attr names {event!r}, which is not among the registered events")
+            if not isinstance(attr, str) or not attr.isidentifier():
+                raise ValueError(f"event_to_attr[{event!r}] should be a State attribute name, got {attr!r}")
+            self._event_to_attr[key] = attr
+            if not hasattr(self.state, attr):
+                setattr(self.state, attr, 0)
+
+    def has_registered_events(self, event: Any) -> bool:
+        return _event_key(event) in self._allowed_events if isinstance(event, (str, CallableEventWithFilter)) else False
+
+    def _known_event_key(self, event: Any, argument: str = "event_name") -> str:
+        if not isinstance(event, (str, CallableEventWithFilter)):
+            raise TypeError(
+                f"{argument} should be an event (Events.X, a registered custom event, or an EventsList), "
+                f"got {event!r} of type {type(event).__name__}"
+            )
+        key = _event_key(event)
+        if key not in self._allowed_events:
+            raise ValueError(
+                f"{argument} {event!r} is not an event this {type(self).__name__} knows; "
+                f"register custom events with register_events() first"
+            )
+        return key
+
+    def add_event_handler(self, event_name: Any, handler: Callable, *args: Any, **kwargs: Any) -> RemovableEventHandle:
+        """Call ``handler`` each time ``event_name`` fires (and its filter passes).
+
+        The handler may take the engine as its first argument or not; ``args`` and ``kwargs`` follow.
+        EXCEPTION_RAISED handlers also receive the exception, after the engine. The signature is checked
+        here, so a handler that cannot take these arguments is refused now, not in the middle of a run.
+        """
+        if isinstance(event_name, EventsList):
+            for event in event_name:
+                self.add_event_handler(event, handler, *args, **kwargs)
+            return RemovableEventHandle(event_name, handler, self)
+        key = self._known_event_key(event_name)
+        if not callable(handler):
+            raise TypeError(f"handler should be callable, got {handler!r} of type {type(handler).__name__}")
+
+        event_args: tuple = (Exception(),) if key == Events.EXCEPTION_RAISED.name else ()
+        with_engine = can_bind(handler, (self, *event_args, *args), kwargs)
+        if with_engine is False:
+            without_engine = can_bind(handler, (*event_args, *args), kwargs)
+            if without_engine is False:
+                given = ", ".join([*(["exception"] if event_args else []), *map(repr, args), *(f"{k}=" for k in kwargs)])
+                raise ValueError(
+                    f"handler {describe_callable(handler)} for {key} cannot be called with "
+                    f"(engine{', ' + given if given else ''}) nor with ({given})"
+                )
+            pass_engine = False
+        else:
+            # True, or None when Python cannot read the signature: pass the engine, as ignite does.
+            pass_engine = True
+
+        if args or kwargs or event_args:
+            mode = _CALL_GENERAL
+        else:
+            mode = _CALL_ENGINE if pass_engine else _CALL_BARE
+
+        event_filter = getattr(event_name, "filter", None)
+        every = event_filter.every if isinstance(event_filter, EveryFilter) else 0
+        other_filter = None if every else event_filter
+        entry = (handler, mode, pass_engine, args, kwargs, every, other_filter)
+        self._handlers[key] = self._handlers.get(key, ()) + (entry,)
+        return RemovableEventHandle(event_name, handler, self)
+
+    def on(self, event_name: Any, *args: Any, **kwargs: Any) -> Callable[[Callable], Callable]:
+        """Decorator form of ``add_event_handler``."""
+
+        def decorator(handler: Callable) -> Callable:
+            self.add_event_handler(event_name, handler, *args, **kwargs)
+            return handler
+
+        return decorator
+
+    def has_event_handler(self, handler: Callable, event_name: Any | None = None) -> bool:
+        if event_name is None:
+            keys = list(self._handlers)
+        else:
+            keys = [_event_key(event_name)] if isinstance(event_name, (str, CallableEventWithFilter)) else []
+        return any(entry[0] == handler for key in keys for entry in self._handlers.get(key, ()))
+
+    def remove_event_handler(self, handler: Callable, event_name: Any) -> None:
+        key = self._known_event_key(event_name)
+        entries = self._handlers.get(key, ())
+        kept = tuple(entry for entry in entries if entry[0] != handler)
+        if len(kept) == len(entries):
+            raise ValueError(f"handler {describe_callable(handler)} is not attached to {key}")
+        if kept:
+            self._handlers[key] = kept
+        else:
+            del self._handlers[key]
+
+    def fire_event(self, event_name: Any) -> None:
+        """Fire a registered event now: from a handler or from inside the process function."""
+        key = self._known_event_key(event_name)
+        event = self._allowed_events[key]
+        self._note_fired(key)
+        self.last_event = event
+        entries = self._handlers.get(key)
+        if entries:
+            if self._trace_hooks:
+                self._report_trace(event, self._fire_traced(entries, key, ()))
+            else:
+                self._fire(key, entries, ())
+        elif self._trace_hooks:
+            self._report_trace(event, [])
+        condition = self._step_condition
+        if condition is not None and key not in BUILTIN_EVENT_TO_ATTR:
+            condition.saw_custom(event)
+            if condition.reached:
+                self._attention = True
+
+    def _note_fired(self, key: str) -> None:
+        if key not in self._event_to_attr:
+            self._fire_counts[key] = self._fire_counts.get(key, 0) + 1
+
+    def _count(self, key: str) -> int:
+        attr = self._event_to_attr.get(key)
+        if attr is not None:
+            return getattr(self.state, attr)
+        return self._fire_counts.get(key, 0)
+
+    def _fire(self, key: str, entries: tuple, event_args: tuple) -> None:
+        if self._trace_hooks:
+            self._last_timings = self._fire_traced(entries, key, event_args)
+            return
+        count = -1
+        for handler, mode, pass_engine, args, kwargs, every, event_filter in entries:
+            if every:
+                if count < 0:
+                    count = self._count(key)
+                if count % every:
+                    continue
+            elif event_filter is not None:
+                if count < 0:
+                    count = self._count(key)
+                if not event_filter(self, count):
+                    continue
+            if mode == _CALL_ENGINE:
+                handler(self)
+            elif mode == _CALL_BARE:
+                handler()
+            elif pass_engine:
+                handler(self, *event_args, *args, **kwargs)
+            else:
+                handler(*event_args, *args, **kwargs)
+
+    def _fire_traced(self, entries: tuple, key: str, event_args: tuple) -> list[tuple[str, float]]:
+        timings: list[tuple[str, float]] = []
+        count = self._count(key)
+        clock = time.perf_counter
+        for handler, _mode, pass_engine, args, kwargs, every, event_filter in entries:
+            if every and count % every:
+                continue
+            if event_filter is not None and not event_filter(self, count):
+                continue
+            began = clock()
+            if pass_engine:
+                handler(self, *event_args, *args, **kwargs)
+            else:
+                handler(*event_args, *args, **kwargs)
+            timings.append((getattr(handler, "__qualname__", None) or repr(handler), clock() - began))
+        return timings
+
+    def add_trace_hook(self, hook: Callable[[Any, State, list[tuple[str, float]]], None]) -> Callable[[], None]:
+        """Call ``hook(event, state, timings)`` on the training side after every fired event, where
+        timings lists ``(handler name, seconds)`` for the handlers that ran. Returns a function that
+        removes the hook. Runs cost nothing extra while no hook is attached."""
+        if not callable(hook):
+            raise TypeError(f"hook should be callable, got {hook!r}")
+        self._trace_hooks = self._trace_hooks + (hook,)
+        self._attention = True
+
+        def remove() -> None:
+            self._trace_hooks = tuple(h for h in self._trace_hooks if h is not hook)
+
+        return remove
+
+    def _report_trace(self, event: Any, timings: list[tuple[str, float]]) -> None:
+        for hook in self._trace_hooks:
+            hook(event, self.state, timings)
+
+    # ------------------------------------------------------------------ run control flags
+
+    def terminate(self, skip_completed: bool = False) -> None:
+        """End the run after the current event: TERMINATE, then COMPLETED unless ``skip_completed``."""
+        self._should_terminate = "skip_completed" if skip_completed else True
+        self._control_pending = True
+
+    def terminate_epoch(self, skip_epoch_completed: bool = False) -> None:
+        """End the current epoch after the current event: TERMINATE_SINGLE_EPOCH, then EPOCH_COMPLETED
+        unless ``skip_epoch_completed``; the run goes on with the next epoch."""
+        if self.last_event is _STARTED and self._status == RUNNING:
+            raise RuntimeError(
+                "terminate_epoch() was called at Events.STARTED, before any epoch began; "
+                "call it from EPOCH_STARTED or later"
+            )
+        self._should_terminate_single_epoch = "skip_epoch_completed" if skip_epoch_completed else True
+        self._control_pending = True
+
+    def interrupt(self) -> None:
+        """Fire INTERRUPT after the current event and pause there; ``run()`` continues."""
+        self._should_interrupt = True
+        self._control_pending = True
+
+    def _refresh_control_pending(self) -> None:
+        self._control_pending = bool(
+            self._should_terminate or self._should_terminate_single_epoch or self._should_interrupt
+        )
+
+    def _control(self) -> Iterator[Any]:
+        if self._should_terminate:
+            raise _Terminate()
+        if self._should_terminate_single_epoch:
+            raise _TerminateEpoch()
+        if self._should_interrupt:
+            self._should_interrupt = False
+            self._refresh_control_pending()
+            self._request_pause()
+            yield from self._boundary(Events.INTERRUPT)
+
+    # ------------------------------------------------------------------ the run generator
+
+    def _boundary(self, event: Any, event_args: tuple = ()) -> Iterator[Any]:
+        """Fire ``event`` and yield it. A hard interrupt inside its handlers yields the marker; the
+        handlers run again when the generator is resumed."""
+        key = event.name
+        while True:
+            try:
+                self._note_fired(key)
+                self.last_event = event
+                entries = self._handlers.get(key)
+                if entries:
+                    self._fire(key, entries, event_args)
+                break
+            except KeyboardInterrupt:
+                yield _HARD_INTERRUPT
+        yield event
+
+    def _run_as_generator(self) -> Iterator[Any]:
+        state = self.state
+        self._should_terminate = self._should_terminate_single_epoch = self._should_interrupt = False
+        self._control_pending = False
+        state.times[Events.EPOCH_COMPLETED.name] = 0.0
+        state.times[Events.COMPLETED.name] = 0.0
+        self._clock_run = time.perf_counter()
+        try:
+            try:
+                yield from self._boundary(_STARTED)
+                if self._control_pending:
+                    yield from self._control()
+                while not self._is_done(state) and not self._should_terminate:
+                    state.epoch += 1
+                    self._clock_epoch = time.perf_counter()
+                    try:
+                        yield from self._boundary(_EPOCH_STARTED)
+                        if self._control_pending:
+                            yield from self._control()
+                        if self._data_iter is None:
+                            self._setup_engine()
+                        yield from self._epoch_as_generator()
+                    except _TerminateEpoch:
+                        yield from self._boundary(Events.TERMINATE_SINGLE_EPOCH)
+                        self._setup_data_iter()
+                    state.times[Events.EPOCH_COMPLETED.name] = time.perf_counter() - self._clock_epoch
+                    if self._should_terminate_single_epoch != "skip_epoch_completed":
+                        yield from self._boundary(Events.EPOCH_COMPLETED)
+                        state.times[Events.EPOCH_COMPLETED.name] = time.perf_counter() - self._clock_epoch
+                    # terminate_epoch() from EPOCH_COMPLETED has nothing left to end.
+                    self._should_terminate_single_epoch = False
+                    self._refresh_control_pending()
+                    if self._control_pending:
+                        yield from self._control()
+            except _Terminate:
+                yield from self._boundary(Events.TERMINATE)
+            state.times[Events.COMPLETED.name] = time.perf_counter() - self._clock_run
+            if self._should_terminate != "skip_completed":
+                yield from self._boundary(Events.COMPLETED)
+                state.times[Events.COMPLETED.name] = time.perf_counter() - self._clock_run
+        except Exception as exc:
+            self._data_iter = None
+            if Events.EXCEPTION_RAISED.name not in self._handlers:
+                raise
+            self._should_terminate = False
+            yield from self._boundary(Events.EXCEPTION_RAISED, (exc,))
+            # The documented way to handle an exception: an EXCEPTION_RAISED handler calls terminate().
+            if not self._should_terminate:
+                raise
+        self._data_iter = None
+
+    def _epoch_as_generator(self) -> Iterator[Any]:
+        state = self.state
+        handlers = self._handlers
+        process = self._process_function
+        iter_counter = 0 if self._init_iter is None else self._init_iter
+        self._init_iter = None
+        has_data = state.dataloader is not None
+        should_exit = False
+        # ``phase`` is the next step of the iteration; after a hard interrupt the loop comes back
+        # to it, so no batch is fetched twice and no counter moves twice.
+        phase = 0
+        while True:
+            try:
+                if phase == 0:
+                    state.batch = None
+                    if has_data and not self._data_restarted:
+                        self.last_event = _GET_BATCH_STARTED
+                        if _GBS in handlers:
+                            self._fire(_GBS, handlers[_GBS], ())
+                        phase = 1
+                        yield _GET_BATCH_STARTED
+                        if self._control_pending:
+                            yield from self._control()
+                    phase = 1
+                if phase == 1:
+                    try:
+                        batch = next(self._data_iter)  # type: ignore[arg-type]
+                    except StopIteration:
+                        self._data_restarted = False
+                        if state.epoch_length is None:
+                            # An iterable without a length: its end defines the epoch.
+                            state.epoch_length = iter_counter
+                            if state.max_iters is not None:
+                                state.max_epochs = math.ceil(state.max_iters / state.epoch_length)
+                            break
+                        if should_exit:
+                            if not self._is_done(state):
+                                warnings.warn(
+                                    "the data ran out before the run reached its end: iteration "
+                                    f"{state.iteration} of {self._total_iterations()}; the data iterator "
+                                    "yields no batch even after a restart",
+                                    RuntimeWarning,
+                                    stacklevel=2,
+                                )
+                            break
+                        if has_data:
+                            yield from self._boundary(Events.DATALOADER_STOP_ITERATION)
+                            if self._control_pending:
+                                yield from self._control()
+                        self._setup_data_iter()
+                        self._data_restarted = True
+                        should_exit = True
+                        phase = 0
+                        continue
+                    self._data_restarted = False
+                    state.batch = batch
+                    state.output = None
+                    should_exit = False
+                    phase = 2
+                if phase == 2:
+                    if has_data:
+                        self.last_event = _GET_BATCH_COMPLETED
+                        if _GBC in handlers:
+                            self._fire(_GBC, handlers[_GBC], ())
+                        phase = 3
+                        yield _GET_BATCH_COMPLETED
+                        if self._control_pending:
+                            yield from self._control()
+                    phase = 3
+                if phase == 3:
+                    iter_counter += 1
+                    state.iteration += 1
+                    phase = 4
+                if phase == 4:
+                    self.last_event = _ITERATION_STARTED
+                    if _ITS in handlers:
+                        self._fire(_ITS, handlers[_ITS], ())
+                    phase = 5
+                    yield _ITERATION_STARTED
+                    if self._control_pending:
+                        yield from self._control()
+                if phase == 5:
+                    state.output = process(self, state.batch)
+                    phase = 6
+                self.last_event = _ITERATION_COMPLETED
+                if _ITC in handlers:
+                    self._fire(_ITC, handlers[_ITC], ())
+                phase = 0
+                yield _ITERATION_COMPLETED
+                if self._control_pending:
+                    yield from self._control()
+                if state.epoch_length is not None and iter_counter == state.epoch_length:
+                    break
+                if state.max_iters is not None and state.iteration == state.max_iters:
+                    self._should_terminate = True
+                    raise _Terminate()
+            except KeyboardInterrupt:
+                yield _HARD_INTERRUPT
+
+    @staticmethod
+    def _is_done(state: State) -> bool:
+        if state.max_iters is not None and state.iteration >= state.max_iters:
+            return True
+        if state.max_epochs is None:
+            return False
+        if state.epoch_length is not None and state.iteration >= state.epoch_length * state.max_epochs:
+            return True
+        return state.epoch >= state.max_epochs
+
+    def _total_iterations(self) -> int | None:
+        state = self.state
+        if state.max_iters is not None:
+            return state.max_iters
+        if state.epoch_length is not None and state.max_epochs is not None:
+            return state.epoch_length * state.max_epochs
+        return None
+
+    # ------------------------------------------------------------------ data
+
+    def _setup_data_iter(self) -> None:
+        """Open a fresh iterator over the data (or over ``epoch_length`` Nones when there is none)."""
+        if self.state.dataloader is None:
+            if self.state.epoch_length is None:
+                raise ValueError("epoch_length should be given when data is None")
+            self._data_iter = _none_batches(self.state.epoch_length)
+        else:
+            self._data_iter = iter(self.state.dataloader)
+
+    def _setup_engine(self) -> None:
+        """Open the data iterator at the start of a (possibly resumed) run and set where the epoch's
+        iteration counter starts. Subclasses that can skip consumed batches override this."""
+        self._setup_data_iter()
+        if self._init_iter is None:
+            iteration = self.state.iteration
+            if self.state.epoch_length is not None:
+                iteration %= self.state.epoch_length
+            self._init_iter = iteration
+
+    def set_data(self, data: Iterable) -> None:
+        """Switch the data: the next batch comes from ``data``. The epoch length is unchanged."""
+        if not isinstance(data, Iterable):
+            raise TypeError(f"data should be an iterable, got {data!r} of type {type(data).__name__}")
+        self.state.dataloader = data
+        self._given_data = data
+        self._data_iter = iter(data)
+
+    @staticmethod
+    def _data_length(data: Iterable) -> int | None:
+        try:
+            return len(data)  # type: ignore[arg-type]
+        except TypeError:
+            return None
+
+    # ------------------------------------------------------------------ preparing a run
+
+    def _prepare(
+        self,
+        data: Iterable | None,
+        max_epochs: int | None,
+        epoch_length: int | None,
+        max_iters: int | None,
+    ) -> None:
+        """Apply run() arguments: continue a defined, unfinished state (arguments override it), or
+        make a new state for a first run or a run after the previous one finished."""
+        if data is not None and not isinstance(data, Iterable):
+            raise TypeError(
+                f"data should be an iterable (a list, an iterator, a DataLoader) or None, got {data!r} "
+                f"of type {type(data).__name__}"
+            )
+        _check_optional_positive_int("max_epochs", max_epochs)
+        _check_optional_positive_int("max_iters", max_iters)
+        _check_optional_positive_int("epoch_length", epoch_length)
+        if max_epochs is not None and max_iters is not None:
+            raise ValueError(
+                f"max_epochs and max_iters are mutually exclusive, got max_epochs={max_epochs} and "
+                f"max_iters={max_iters}"
+            )
+        state = self.state
+        if max_iters is not None and state.max_epochs is not None and not self._fresh_state_needed():
+            raise ValueError(
+                f"max_iters={max_iters} given to a run that counts epochs (max_epochs={state.max_epochs}); "
+                "set engine.state.max_epochs = None first to restart in max_iters mode"
+            )
+        if max_epochs is not None and state.max_iters is not None and not self._fresh_state_needed():
+            raise ValueError(
+                f"max_epochs={max_epochs} given to a run that counts iterations (max_iters={state.max_iters}); "
+                "set engine.state.max_iters = None first to restart in max_epochs mode"
+            )
+        if not self._fresh_state_needed():
+            if max_epochs is not None:
+                if max_epochs < state.epoch:
+                    raise ValueError(
+                        f"max_epochs={max_epochs} is lower than the current epoch {state.epoch}; "
+                        "give max_epochs >= the current epoch, or set engine.state.max_epochs = None "
+                        "to restart from the beginning"
+                    )
+                state.max_epochs = max_epochs
+            if max_iters is not None:
+                if max_iters < state.iteration:
+                    raise ValueError(
+                        f"max_iters={max_iters} is lower than the current iteration {state.iteration}; "
+                        "give max_iters >= the current iteration, or set engine.state.max_iters = None "
+                        "to restart from the beginning"
+                    )
+                state.max_iters = max_iters
+            if epoch_length is not None and state.epoch_length is not None and epoch_length != state.epoch_length:
+                raise ValueError(
+                    f"epoch_length={epoch_length} differs from the epoch length {state.epoch_length} of the "
+                    "run being continued"
+                )
+            if state.epoch_length is None:
+                if epoch_length is None and data is not None:
+                    epoch_length = self._data_length(data)
+                if epoch_length is not None:
+                    if epoch_length < 1:
+                        raise ValueError(f"data has zero length ({data!r}); give non-empty data")
+                    state.epoch_length = epoch_length
+            if self._gen is not None:
+                if data is not None and data is not self._given_data:
+                    self.set_data(data)
+                return
+            if data is None:
+                data = state.dataloader
+            if data is None and state.epoch_length is None:
+                raise ValueError("epoch_length should be given when data is None")
+            if self._should_terminate:
+                # Continuing after terminate() starts the next epoch from its first batch.
+                self._init_iter = 0
+            self._data_iter = None
+            state.dataloader = data
+            self._given_data = data
+        else:
+            if data is None:
+                data = state.dataloader if epoch_length is None else None
+            if epoch_length is None:
+                if data is not None:
+                    epoch_length = self._data_length(data)
+                if epoch_length is None and data is None:
+                    epoch_length = state.epoch_length
+            if data is None and epoch_length is None:
+                raise ValueError("epoch_length should be given when data is None")
+            if epoch_length is not None and epoch_length < 1:
+                raise ValueError(f"data has zero length ({data!r}); give non-empty data")
+            if max_iters is None and max_epochs is None:
+                max_epochs = 1
+            state.iteration = 0
+            state.epoch = 0
+            state.max_epochs = max_epochs
+            state.max_iters = max_iters
+            state.epoch_length = epoch_length
+            state.dataloader = data
+            self._given_data = data
+            self._data_iter = None
+            self._init_iter = None
+        self._data_restarted = False
+        self._gen = self._run_as_generator()
+
+    def _fresh_state_needed(self) -> bool:
+        state = self.state
+        if self._gen is not None:
+            return False
+        return (state.max_epochs is None and state.max_iters is None) or self._is_done(state)
+
+    # ------------------------------------------------------------------ driving the generator
+
+    def run(
+        self,
+        data: Iterable | None = None,
+        max_epochs: int | None = None,
+        epoch_length: int | None = None,
+        max_iters: int | None = None,
+    ) -> State:
+        """Run (or continue) until the end, in this thread, and return the state.
+
+        A first run, or a run after the previous one finished, makes a new state; a paused, stepped,
+        interrupted or loaded run continues where it stands, with the given arguments overriding it.
+        """
+        self._refuse_if_background("run()")
+        self._prepare(data, max_epochs, epoch_length, max_iters)
+        return self._drive(None)
+
+    def step(
+        self,
+        n: int | None = None,
+        *,
+        until: Any = None,
+        events: int | None = None,
+        data: Iterable | None = None,
+        max_epochs: int | None = None,
+        epoch_length: int | None = None,
+        max_iters: int | None = None,
+    ) -> State:
+        """Advance the run in this thread and pause: by ``n`` iterations (default 1), ``until`` the
+        next occurrence of an event (its filter included), or by ``events`` events of any kind.
+        The run arguments are those of ``run()`` and matter only when no run is under way."""
+        given = [name for name, value in (("n", n), ("until", until), ("events", events)) if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"step() takes one of n=, until= or events=, got {', '.join(given)}")
+        if n is not None and (not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1):
+            raise ValueError(f"n should be a positive number of iterations, got {n!r}")
+        if events is not None and (not isinstance(events, numbers.Integral) or isinstance(events, bool) or events < 1):
+            raise ValueError(f"events should be a positive number of events, got {events!r}")
+        if until is not None:
+            self._known_event_key(until, "until")
+            condition: _StepCondition = _AtEvent(self, until)
+        elif events is not None:
+            condition = _AfterEvents(self, int(events))
+        else:
+            condition = _AfterIterations(self, 1 if n is None else int(n))
+        self._refuse_if_background("step()")
+        self._prepare(data, max_epochs, epoch_length, max_iters)
+        return self._drive(condition)
+
+    def _refuse_if_background(self, what: str) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            raise RuntimeError(
+                f"{what} was called while a background run is active (status {self._status!r}, thread "
+                f"{thread.name}); call pause() and wait(), or stop() and wait(), first"
+            )
+
+    def _acquire_drive(self, condition: _StepCondition | None) -> None:
+        if self._direct_call_thread == threading.get_ident():
+            raise RuntimeError("the engine cannot be run from inside a function given to call_at_boundary()")
+        while True:
+            with self._state_lock:
+                if self._status == RUNNING:
+                    raise RuntimeError("the engine is already running (status 'running'); pause() or stop() it first")
+                # A direct call_at_boundary() may hold the lock for a moment: wait for it to finish.
+                if self._drive_lock.acquire(blocking=False):
+                    self._status = RUNNING
+                    self._error = None
+                    self._step_condition = condition
+                    self._sigint_count = 0
+                    self._sigint_pause = False
+                    self._pause_requested = False
+                    self._attention = bool(self._boundary_calls) or bool(self._trace_hooks)
+                    break
+            time.sleep(0.001)
+        if self._paused_at is not None:
+            idle = time.perf_counter() - self._paused_at
+            self._clock_run += idle
+            self._clock_epoch += idle
+            self._paused_at = None
+
+    def _release_drive(self, status: str) -> None:
+        while True:
+            with self._state_lock:
+                if not self._boundary_calls:
+                    self._status = status
+                    self._step_condition = None
+                    self._pause_requested = False
+                    self._paused_at = time.perf_counter()
+                    self._drive_lock.release()
+                    return
+            self._serve_boundary_calls()
+
+    def _drive(self, condition: _StepCondition | None, *, acquired: bool = False) -> State:
+        if not acquired:
+            self._acquire_drive(condition)
+        previous_sigint = self._install_sigint()
+        outcome = PAUSED
+        gen = self._gen
+        try:
+            with self._run_context():
+                raise_interrupt = False
+                finished = True
+                for event in gen:
+                    if self._attention:
+                        verdict = self._serve_attention(event)
+                        if verdict:
+                            raise_interrupt = verdict == 2
+                            finished = False
+                            break
+                    if condition is not None and condition.at_boundary(event):
+                        finished = False
+                        break
+                if finished:
+                    self._gen = None
+                    outcome = DONE
+                if raise_interrupt:
+                    raise KeyboardInterrupt(
+                        f"run paused by interrupt at epoch {self.state.epoch}, iteration "
+                        f"{self.state.iteration} ({self.last_event!r}); call run() or step() to continue"
+                    )
+        except KeyboardInterrupt:
+            if gen.gi_frame is None:
+                # The interrupt escaped the generator: continue later from the state it left.
+                self._gen = None
+            raise
+        except BaseException as exc:
+            self._gen = None
+            self._error = exc
+            outcome = FAILED
+            raise
+        finally:
+            self._restore_sigint(previous_sigint)
+            self._release_drive(outcome)
+        return self.state
+
+    def _run_context(self) -> AbstractContextManager:
+        """Entered around every stretch of driving; subclasses set and restore global flags here."""
+        return nullcontext()
+
+    def _serve_attention(self, event: Any) -> int:
+        """Handle what other threads, signals and trace hooks asked for at this boundary.
+        Returns 0 to go on, 1 to pause, 2 to pause and raise KeyboardInterrupt."""
+        self._attention = bool(self._trace_hooks)
+        if event is _HARD_INTERRUPT:
+            return 2
+        if self._trace_hooks:
+            timings, self._last_timings = self._last_timings, []
+            self._report_trace(event, timings)
+        if self._boundary_calls:
+            self._serve_boundary_calls()
+        if self._sigint_pause:
+            self._sigint_pause = False
+            self._sigint_count = 0
+            return 2
+        if self._pause_requested:
+            self._pause_requested = False
+            return 1
+        return 0
+
+    def _request_pause(self) -> None:
+        self._pause_requested = True
+        self._attention = True
+
+    # ------------------------------------------------------------------ Ctrl-C
+
+    def _install_sigint(self) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            return signal.signal(signal.SIGINT, self._on_sigint)
+        except ValueError:
+            return None
+
+    def _restore_sigint(self, previous: Any) -> None:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._sigint_count:
+            raise KeyboardInterrupt
+        self._sigint_count = 1
+        self._sigint_pause = True
+        self._attention = True
+
+    # ------------------------------------------------------------------ other threads
+
+    def call_at_boundary(self, fn: Callable[[], Any]) -> Future:
+        """Run ``fn()`` on the training side at the next boundary, or at once in this thread when no
+        run is being driven. Thread-safe; the Future holds fn's result or exception."""
+        if not callable(fn):
+            raise TypeError(f"fn should be callable, got {fn!r}")
+        future: Future = Future()
+        while True:
+            with self._state_lock:
+                if self._status == RUNNING:
+                    self._boundary_calls.append((fn, future))
+                    self._attention = True
+                    return future
+                if self._drive_lock.acquire(blocking=False):
+                    break
+            time.sleep(0.001)
+        self._direct_call_thread = threading.get_ident()
+        try:
+            self._run_boundary_call(fn, future)
+        finally:
+            self._direct_call_thread = None
+            self._drive_lock.release()
+        return future
+
+    def _serve_boundary_calls(self) -> None:
+        while True:
+            with self._state_lock:
+                if not self._boundary_calls:
+                    return
+                fn, future = self._boundary_calls.popleft()
+            self._run_boundary_call(fn, future)
+
+    @staticmethod
+    def _run_boundary_call(fn: Callable[[], Any], future: Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn()
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def pause(self) -> None:
+        """Ask the run to pause at the next boundary. Thread-safe; does nothing when not running."""
+        with self._state_lock:
+            if self._status == RUNNING:
+                self._request_pause()
+
+    def start(
+        self,
+        data: Iterable | None = None,
+        max_epochs: int | None = None,
+        epoch_length: int | None = None,
+        max_iters: int | None = None,
+        *,
+        thread_setup: Callable[[], AbstractContextManager] | None = None,
+    ) -> None:
+        """Run (or continue) in a background thread owned by the engine; returns at once.
+
+        An earlier background run of this engine is stopped first. ``thread_setup``, when given, is a
+        context manager factory entered inside the thread (the widgets use it to route printed output
+        to the cell that started the run). The thread's exception is kept: ``wait()`` re-raises it.
+        """
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self.stop()
+            thread.join()
+        if thread_setup is not None:
+            self._thread_setup = thread_setup
+        self._prepare(data, max_epochs, epoch_length, max_iters)
+        self._launch()
+
+    def resume(self) -> None:
+        """Continue a paused (or loaded, not yet finished) run in the background thread."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            return
+        if self._gen is None and self._fresh_state_needed():
+            raise RuntimeError(
+                f"there is no run to resume (status {self._status!r}); use start(data, ...) to begin one"
+            )
+        self._prepare(None, None, None, None)
+        self._launch()
+
+    def _launch(self) -> None:
+        self._pause_requested = False
+        self._thread_error = None
+        self._acquire_drive(None)
+        thread = threading.Thread(target=self._background_main, name="nbengine-run", daemon=True)
+        self._thread = thread
+        try:
+            thread.start()
+        except BaseException:
+            self._release_drive(PAUSED)
+            raise
+
+    def _background_main(self) -> None:
+        setup = self._thread_setup
+        try:
+            with setup() if setup is not None else nullcontext():
+                self._drive(None, acquired=True)
+        except BaseException as exc:  # kept for wait(); logged so it is seen even if nobody waits
+            self._thread_error = exc
+            self.logger.error("background run failed: %r", exc, exc_info=exc)
+
+    def stop(self) -> None:
+        """End the run cleanly at the next boundary, like ``terminate()``. A paused run is ended at
+        once in this thread (TERMINATE and COMPLETED handlers run)."""
+        with self._state_lock:
+            running = self._status == RUNNING
+        if not running and self._gen is None:
+            return
+        self.terminate()
+        if not running:
+            self._drive(None)
+
+    def wait(self, timeout: float | None = None) -> State:
+        """Wait for the background thread to end (finished, paused or failed) and re-raise its
+        exception. Raises TimeoutError if it is still running after ``timeout`` seconds."""
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"the background run is still running after {timeout} s")
+        error, self._thread_error = self._thread_error, None
+        if error is not None:
+            raise error
+        return self.state
+
+    # ------------------------------------------------------------------ state_dict
+
+    _state_dict_all_req_keys = ("epoch_length",)
+    _state_dict_one_of_opt_keys = ("iteration", "epoch")
+
+    def state_dict(self) -> OrderedDict:
+        """``epoch_length``, ``iteration``, ``max_epochs`` or ``max_iters``, and the user keys."""
+        keys: list[str] = ["epoch_length", "iteration"]
+        keys.append("max_iters" if self.state.max_iters is not None else "max_epochs")
+        keys.extend(self._state_dict_user_keys)
+        return OrderedDict((key, getattr(self.state, key)) for key in keys)
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Set the state from ``state_dict``, given at an epoch (``epoch``) or an iteration
+        (``iteration``). Allowed while idle, paused, done or failed; a paused run is discarded."""
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(f"state_dict should be a mapping, got {type(state_dict).__name__}")
+        if self._status == RUNNING:
+            raise RuntimeError(
+                "load_state_dict() was called while the engine is running; pause() it first (and wait() "
+                "for a background run)"
+            )
+        if "iteration" in state_dict and "epoch" in state_dict:
+            raise ValueError(
+                "state_dict should hold one of 'iteration' or 'epoch', not both; got "
+                f"iteration={state_dict['iteration']!r} and epoch={state_dict['epoch']!r}"
+            )
+        if "iteration" not in state_dict and "epoch" not in state_dict:
+            raise ValueError(f"state_dict should hold 'iteration' or 'epoch'; it has keys {sorted(state_dict)}")
+        missing = [key for key in ("epoch_length",) if key not in state_dict]
+        if "max_epochs" not in state_dict and "max_iters" not in state_dict:
+            missing.append("max_epochs or max_iters")
+        missing.extend(key for key in self._state_dict_user_keys if key not in state_dict)
+        if missing:
+            raise ValueError(f"state_dict is missing required keys {missing}; it has keys {sorted(state_dict)}")
+        epoch_length = state_dict["epoch_length"]
+        if epoch_length is not None:
+            _check_optional_positive_int("state_dict['epoch_length']", epoch_length)
+        for key in ("iteration", "epoch"):
+            value = state_dict.get(key)
+            if key in state_dict and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0):
+                raise ValueError(f"state_dict[{key!r}] should be a non-negative integer, got {value!r}")
+        if "iteration" in state_dict:
+            iteration = int(state_dict["iteration"])
+            epoch = iteration // epoch_length if epoch_length else 0
+        else:
+            epoch = int(state_dict["epoch"])
+            if epoch and epoch_length is None:
+                raise ValueError(
+                    f"state_dict gives epoch={epoch} with epoch_length=None; an epoch can only be turned "
+                    "into an iteration with a known epoch_length"
+                )
+            iteration = epoch * epoch_length if epoch_length else 0
+        max_epochs = state_dict.get("max_epochs")
+        max_iters = state_dict.get("max_iters")
+        _check_optional_positive_int("state_dict['max_epochs']", max_epochs)
+        _check_optional_positive_int("state_dict['max_iters']", max_iters)
+        if max_epochs is not None and max_epochs < epoch:
+            raise ValueError(f"state_dict has max_epochs={max_epochs} lower than its epoch {epoch}")
+        if max_iters is not None and max_iters < iteration:
+            raise ValueError(f"state_dict has max_iters={max_iters} lower than its iteration {iteration}")
+
+        self._discard_suspended_run()
+        for key in self._state_dict_user_keys:
+            setattr(self.state, key, state_dict[key])
+        self.state.epoch_length = epoch_length
+        self.state.iteration = iteration
+        self.state.epoch = epoch
+        self.state.max_epochs = max_epochs if "max_epochs" in state_dict else None
+        self.state.max_iters = max_iters if "max_iters" in state_dict else None
+        self._status = IDLE
+
+    def _discard_suspended_run(self) -> None:
+        gen, self._gen = self._gen, None
+        if gen is not None:
+            gen.close()
+        self._data_iter = None
+        self._init_iter = None
+        self._data_restarted = False
+        self._should_terminate = self._should_terminate_single_epoch = self._should_interrupt = False
+        self._control_pending = False
+        self._paused_at = None

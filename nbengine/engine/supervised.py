@@ -1,0 +1,554 @@
+"""Supervised training and evaluation: the step functions and the factories that wrap them in an Engine.
+
+This module owns what one iteration of plain supervised learning does: prepare the batch, run the
+model, compute the loss, back-propagate (optionally with gradient accumulation, automatic mixed
+precision, apex or torch_xla) and step the optimizer; or, for evaluation, run the model without
+gradients and hand ``(y_pred, y)`` to the metrics. The semantics are pytorch-ignite's, with two
+differences: ``amp_mode="amp"`` autocasts on the device the data (or model) is on, so it works on
+CPU with bfloat16 as well as on CUDA with float16; and bad arguments are refused when the step is
+created, not on the first iteration.
+
+All state lives in the model, the optimizer and the engine; a step function keeps none, so pausing
+and resuming between iterations changes nothing.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from nbengine.utils.tensors import convert_tensor
+
+if TYPE_CHECKING:
+    from nbengine.engine.engine import Engine
+    from nbengine.metrics.metric import Metric
+
+__all__ = [
+    "create_supervised_evaluator",
+    "create_supervised_trainer",
+    "supervised_evaluation_step",
+    "supervised_evaluation_step_amp",
+    "supervised_training_step",
+    "supervised_training_step_amp",
+    "supervised_training_step_apex",
+    "supervised_training_step_tpu",
+]
+
+
+def _prepare_batch(
+    batch: Any, device: str | torch.device | None = None, non_blocking: bool = False
+) -> tuple[Any, Any]:
+    """Split a batch into ``(x, y)`` and move both to ``device``."""
+    try:
+        x, y = batch
+    except (TypeError, ValueError) as error:
+        shown = f"a {type(batch).__name__}" + (f" of {len(batch)} items" if hasattr(batch, "__len__") else "")
+        raise TypeError(
+            f"prepare_batch: the default one takes a batch (x, y) of two items, got {shown}; pass "
+            "prepare_batch=fn(batch, device, non_blocking) -> (x, y) for other batch layouts"
+        ) from error
+    return (
+        convert_tensor(x, device=device, non_blocking=non_blocking),
+        convert_tensor(y, device=device, non_blocking=non_blocking),
+    )
+
+
+def _apply_model(model: torch.nn.Module, x: Any) -> Any:
+    return model(x)
+
+
+def _identity(output: Any) -> Any:
+    return output
+
+
+def _loss_as_float(x: Any, y: Any, y_pred: Any, loss: torch.Tensor) -> float:
+    return loss.item()
+
+
+def _prediction_and_target(x: Any, y: Any, y_pred: Any) -> tuple[Any, Any]:
+    return y_pred, y
+
+
+# Argument checks, shared by the step functions and the factories.
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"Argument model should be a torch.nn.Module, got {type(model).__name__}")
+
+
+def _check_optimizer(optimizer: Any) -> None:
+    if not (callable(getattr(optimizer, "zero_grad", None)) and callable(getattr(optimizer, "step", None))):
+        raise TypeError(
+            f"Argument optimizer should be a torch.optim.Optimizer (with zero_grad() and step()), "
+            f"got {type(optimizer).__name__}"
+        )
+
+
+def _check_callables(**callables: Any) -> None:
+    for name, value in callables.items():
+        if not callable(value):
+            raise TypeError(f"Argument {name} should be callable, got {value!r} ({type(value).__name__})")
+
+
+def _check_device(device: Any) -> None:
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(f"Argument device should be None, a str or a torch.device, got {device!r}")
+
+
+def _check_accumulation(gradient_accumulation_steps: Any) -> None:
+    if (
+        isinstance(gradient_accumulation_steps, bool)
+        or not isinstance(gradient_accumulation_steps, numbers.Integral)
+        or gradient_accumulation_steps < 1
+    ):
+        raise ValueError(
+            "Argument gradient_accumulation_steps should be an integer >= 1 (1 means no accumulation), "
+            f"got {gradient_accumulation_steps!r}"
+        )
+
+
+def _check_training_arguments(
+    model: Any,
+    optimizer: Any,
+    loss_fn: Any,
+    device: Any,
+    prepare_batch: Any,
+    model_transform: Any,
+    output_transform: Any,
+    gradient_accumulation_steps: Any,
+    model_fn: Any,
+) -> None:
+    _check_model(model)
+    _check_optimizer(optimizer)
+    _check_device(device)
+    _check_callables(
+        loss_fn=loss_fn,
+        prepare_batch=prepare_batch,
+        model_transform=model_transform,
+        output_transform=output_transform,
+        model_fn=model_fn,
+    )
+    _check_accumulation(gradient_accumulation_steps)
+
+
+def _autocast_device_type(model: torch.nn.Module, device: str | torch.device | None) -> str:
+    """The device type to autocast on: that of ``device``, else of the model's first parameter, else CPU."""
+    if device is not None:
+        device_type = torch.device(device).type
+    else:
+        device_type = next((parameter.device.type for parameter in model.parameters()), "cpu")
+    if not torch.amp.autocast_mode.is_autocast_available(device_type):
+        raise ValueError(f"amp_mode='amp' needs autocast support on the device, but torch has none for {device_type!r}")
+    return device_type
+
+
+# Training steps.
+
+
+def supervised_training_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any, torch.Tensor], Any] = _loss_as_float,
+    gradient_accumulation_steps: int = 1,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Callable[[Engine, Any], Any]:
+    """Return ``update(engine, batch)``: one step of supervised training, for ``Engine(update)``.
+
+    Args:
+        model: the model to train; it is put in train mode every iteration but never moved.
+        optimizer: steps the model's parameters.
+        loss_fn: ``loss_fn(y_pred, y)`` returns the loss as a 0-d tensor.
+        device: where ``prepare_batch`` moves the batch (None: leave it where it is).
+        non_blocking: let host-to-GPU copies of pinned memory run asynchronously.
+        prepare_batch: ``prepare_batch(batch, device=, non_blocking=)`` returns ``(x, y)``.
+        model_transform: turns the model's output into what ``loss_fn`` takes (``y_pred``).
+        output_transform: ``output_transform(x, y, y_pred, loss)`` becomes ``engine.state.output``;
+            by default the loss as a float.
+        gradient_accumulation_steps: sum the gradients of this many iterations, each loss divided
+            by it, before one optimizer step; the result equals one step on their concatenation
+            when ``loss_fn`` averages over the batch. The step happens on iterations k, 2k, ...
+            counted by ``engine.state.iteration``; ``loss`` handed to ``output_transform`` is undivided.
+        model_fn: ``model_fn(model, x)`` runs the model (default ``model(x)``).
+    """
+    _check_training_arguments(
+        model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn,
+    )  # fmt: skip
+    steps = int(gradient_accumulation_steps)
+
+    def update(engine: Engine, batch: Any) -> Any:
+        if (engine.state.iteration - 1) % steps == 0:
+            optimizer.zero_grad()
+        model.train()
+        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+        output = model_fn(model, x)
+        y_pred = model_transform(output)
+        loss = loss_fn(y_pred, y)
+        if steps > 1:
+            loss = loss / steps
+        loss.backward()
+        if engine.state.iteration % steps == 0:
+            optimizer.step()
+        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
+
+    return update
+
+
+def supervised_training_step_amp(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any, torch.Tensor], Any] = _loss_as_float,
+    scaler: torch.amp.GradScaler | None = None,
+    gradient_accumulation_steps: int = 1,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Callable[[Engine, Any], Any]:
+    """Like :func:`supervised_training_step`, with the forward pass and loss under ``torch.autocast``.
+
+    Autocast runs on the type of ``device`` (or, with ``device=None``, of the model's parameters)
+    with that device's default low-precision dtype: float16 on CUDA, bfloat16 on CPU. With a
+    ``scaler`` (a ``torch.amp.GradScaler``) the loss is scaled before ``backward`` and the optimizer
+    is stepped through ``scaler.step`` followed by ``scaler.update``.
+    """
+    _check_training_arguments(
+        model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn,
+    )  # fmt: skip
+    if scaler is not None and not all(callable(getattr(scaler, m, None)) for m in ("scale", "step", "update")):
+        raise TypeError(f"Argument scaler should be None or a torch.amp.GradScaler, got {type(scaler).__name__}")
+    device_type = _autocast_device_type(model, device)
+    steps = int(gradient_accumulation_steps)
+
+    def update(engine: Engine, batch: Any) -> Any:
+        if (engine.state.iteration - 1) % steps == 0:
+            optimizer.zero_grad()
+        model.train()
+        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+        with torch.autocast(device_type=device_type):
+            output = model_fn(model, x)
+            y_pred = model_transform(output)
+            loss = loss_fn(y_pred, y)
+            if steps > 1:
+                loss = loss / steps
+        step_now = engine.state.iteration % steps == 0
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if step_now:
+                scaler.step(optimizer)
+                scaler.update()
+        else:
+            loss.backward()
+            if step_now:
+                optimizer.step()
+        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
+
+    return update
+
+
+def supervised_training_step_apex(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any, torch.Tensor], Any] = _loss_as_float,
+    gradient_accumulation_steps: int = 1,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Callable[[Engine, Any], Any]:
+    """Like :func:`supervised_training_step`, with the loss scaled by NVIDIA apex (``apex.amp.scale_loss``).
+
+    The model and optimizer must already have gone through ``apex.amp.initialize``. Raises
+    ``ModuleNotFoundError`` naming apex when it is not installed.
+    """
+    try:
+        from apex import amp as apex_amp
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "supervised_training_step_apex (amp_mode='apex') needs NVIDIA apex, and the package 'apex' is not "
+            "installed: install it from https://github.com/NVIDIA/apex, or use amp_mode='amp' (torch.amp)"
+        ) from error
+    _check_training_arguments(
+        model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn,
+    )  # fmt: skip
+    steps = int(gradient_accumulation_steps)
+
+    def update(engine: Engine, batch: Any) -> Any:
+        if (engine.state.iteration - 1) % steps == 0:
+            optimizer.zero_grad()
+        model.train()
+        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+        output = model_fn(model, x)
+        y_pred = model_transform(output)
+        loss = loss_fn(y_pred, y)
+        if steps > 1:
+            loss = loss / steps
+        with apex_amp.scale_loss(loss, optimizer) as scaled_loss:
+            scaled_loss.backward()
+        if engine.state.iteration % steps == 0:
+            optimizer.step()
+        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
+
+    return update
+
+
+def supervised_training_step_tpu(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any, torch.Tensor], Any] = _loss_as_float,
+    gradient_accumulation_steps: int = 1,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Callable[[Engine, Any], Any]:
+    """Like :func:`supervised_training_step`, stepping through ``torch_xla``'s ``xm.optimizer_step``.
+
+    Raises ``ModuleNotFoundError`` naming torch_xla when it is not installed.
+    """
+    try:
+        import torch_xla.core.xla_model as xm
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            "supervised_training_step_tpu (an 'xla' device) needs PyTorch/XLA, and the package 'torch_xla' is not "
+            "installed: see https://github.com/pytorch/xla for installation"
+        ) from error
+    _check_training_arguments(
+        model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn,
+    )  # fmt: skip
+    steps = int(gradient_accumulation_steps)
+
+    def update(engine: Engine, batch: Any) -> Any:
+        if (engine.state.iteration - 1) % steps == 0:
+            optimizer.zero_grad()
+        model.train()
+        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+        output = model_fn(model, x)
+        y_pred = model_transform(output)
+        loss = loss_fn(y_pred, y)
+        if steps > 1:
+            loss = loss / steps
+        loss.backward()
+        if engine.state.iteration % steps == 0:
+            xm.optimizer_step(optimizer, barrier=True)
+        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
+
+    return update
+
+
+# Evaluation steps.
+
+
+def _check_evaluation_arguments(
+    model: Any, device: Any, prepare_batch: Any, model_transform: Any, output_transform: Any, model_fn: Any
+) -> None:
+    _check_model(model)
+    _check_device(device)
+    _check_callables(
+        prepare_batch=prepare_batch,
+        model_transform=model_transform,
+        output_transform=output_transform,
+        model_fn=model_fn,
+    )
+
+
+def supervised_evaluation_step(
+    model: torch.nn.Module,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any], Any] = _prediction_and_target,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Callable[[Engine, Any], Any]:
+    """Return ``evaluate(engine, batch)``: the model in eval mode under ``torch.no_grad()``.
+
+    ``engine.state.output`` is ``output_transform(x, y, y_pred)``, by default ``(y_pred, y)``, which
+    is what the metrics in :mod:`nbengine.metrics` take. Other arguments as in
+    :func:`supervised_training_step`.
+    """
+    _check_evaluation_arguments(model, device, prepare_batch, model_transform, output_transform, model_fn)
+
+    def evaluate(engine: Engine, batch: Any) -> Any:
+        model.eval()
+        with torch.no_grad():
+            x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+            y_pred = model_transform(model_fn(model, x))
+            return output_transform(x, y, y_pred)
+
+    return evaluate
+
+
+def supervised_evaluation_step_amp(
+    model: torch.nn.Module,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any], Any] = _prediction_and_target,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Callable[[Engine, Any], Any]:
+    """Like :func:`supervised_evaluation_step`, with the forward pass under ``torch.autocast``
+    (on the device type chosen as in :func:`supervised_training_step_amp`)."""
+    _check_evaluation_arguments(model, device, prepare_batch, model_transform, output_transform, model_fn)
+    device_type = _autocast_device_type(model, device)
+
+    def evaluate(engine: Engine, batch: Any) -> Any:
+        model.eval()
+        with torch.no_grad():
+            x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+            with torch.autocast(device_type=device_type):
+                y_pred = model_transform(model_fn(model, x))
+            return output_transform(x, y, y_pred)
+
+    return evaluate
+
+
+# Factories.
+
+
+def _device_type(device: str | torch.device | None) -> str | None:
+    _check_device(device)
+    return None if device is None else torch.device(device).type
+
+
+def _check_amp_mode(amp_mode: Any, device_type: str | None, allowed: tuple[str, ...]) -> None:
+    if amp_mode is not None and amp_mode not in allowed:
+        raise ValueError(f"Argument amp_mode should be None or one of {list(allowed)}, got {amp_mode!r}")
+    if amp_mode is not None and device_type in ("mps", "xla"):
+        raise ValueError(
+            f"Argument amp_mode={amp_mode!r} cannot be used with a {device_type!r} device; use amp_mode=None there"
+        )
+
+
+def create_supervised_trainer(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any, torch.Tensor], Any] = _loss_as_float,
+    deterministic: bool = False,
+    amp_mode: str | None = None,
+    scaler: bool | torch.amp.GradScaler = False,
+    gradient_accumulation_steps: int = 1,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Engine:
+    """Return an Engine (a DeterministicEngine with ``deterministic=True``) that trains ``model``.
+
+    The step is chosen from the arguments: :func:`supervised_training_step_tpu` for an ``'xla'``
+    device, :func:`supervised_training_step_amp` for ``amp_mode='amp'``,
+    :func:`supervised_training_step_apex` for ``amp_mode='apex'``, else
+    :func:`supervised_training_step`; see them for the other arguments. ``scaler=True`` (only with
+    ``amp_mode='amp'``) creates a ``torch.amp.GradScaler`` for the autocast device and stores it as
+    ``trainer.state.scaler`` so it can be checkpointed; a GradScaler instance is used as given.
+    ``engine.state.output`` is the loss as a float by default.
+
+    The model is never moved: move it to its device before creating the optimizer.
+    """
+    device_type = _device_type(device)
+    _check_amp_mode(amp_mode, device_type, ("amp", "apex"))
+    if not isinstance(deterministic, bool):
+        raise TypeError(f"Argument deterministic should be a bool, got {deterministic!r}")
+    if scaler is not False and scaler is not None:
+        if amp_mode != "amp":
+            raise ValueError(f"Argument scaler={scaler!r} needs amp_mode='amp', got amp_mode={amp_mode!r}")
+        if scaler is not True and not all(callable(getattr(scaler, m, None)) for m in ("scale", "step", "update")):
+            raise TypeError(f"Argument scaler should be a bool or a torch.amp.GradScaler, got {type(scaler).__name__}")
+
+    arguments = (model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform)
+    created_scaler: torch.amp.GradScaler | None = None
+    if device_type == "xla":
+        update = supervised_training_step_tpu(*arguments, gradient_accumulation_steps, model_fn)
+    elif amp_mode == "amp":
+        _check_model(model)
+        if scaler is True:
+            created_scaler = torch.amp.GradScaler(_autocast_device_type(model, device))
+        step_scaler = created_scaler if scaler is True else (scaler or None)
+        update = supervised_training_step_amp(*arguments, step_scaler, gradient_accumulation_steps, model_fn)
+    elif amp_mode == "apex":
+        update = supervised_training_step_apex(*arguments, gradient_accumulation_steps, model_fn)
+    else:
+        update = supervised_training_step(*arguments, gradient_accumulation_steps, model_fn)
+
+    if deterministic:
+        from nbengine.engine.deterministic import DeterministicEngine
+
+        trainer = DeterministicEngine(update)
+    else:
+        from nbengine.engine.engine import Engine
+
+        trainer = Engine(update)
+    if created_scaler is not None:
+        trainer.state.scaler = created_scaler
+    return trainer
+
+
+def create_supervised_evaluator(
+    model: torch.nn.Module,
+    metrics: Mapping[str, Metric] | None = None,
+    device: str | torch.device | None = None,
+    non_blocking: bool = False,
+    prepare_batch: Callable[..., tuple[Any, Any]] = _prepare_batch,
+    model_transform: Callable[[Any], Any] = _identity,
+    output_transform: Callable[[Any, Any, Any], Any] = _prediction_and_target,
+    amp_mode: str | None = None,
+    model_fn: Callable[[torch.nn.Module, Any], Any] = _apply_model,
+) -> Engine:
+    """Return an Engine that runs ``model`` without gradients and computes ``metrics`` every epoch.
+
+    ``metrics`` maps names to metrics; each is attached epoch-wise, so after ``evaluator.run(data)``
+    its value is in ``evaluator.state.metrics[name]``. ``amp_mode='amp'`` runs the forward pass
+    under autocast (:func:`supervised_evaluation_step_amp`). Other arguments as in
+    :func:`supervised_evaluation_step`.
+    """
+    from nbengine.engine.engine import Engine
+    from nbengine.metrics.metric import Metric
+
+    device_type = _device_type(device)
+    _check_amp_mode(amp_mode, device_type, ("amp",))
+    if metrics is None:
+        metrics = {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"Argument metrics should be a dict of name -> Metric, got {type(metrics).__name__}")
+    for name, metric in metrics.items():
+        if not isinstance(name, str) or not isinstance(metric, Metric):
+            raise TypeError(
+                f"Argument metrics should map str names to Metric instances, got {name!r}: {type(metric).__name__}"
+            )
+
+    step = supervised_evaluation_step_amp if amp_mode == "amp" else supervised_evaluation_step
+    evaluator = Engine(
+        step(
+            model,
+            device,
+            non_blocking=non_blocking,
+            prepare_batch=prepare_batch,
+            model_transform=model_transform,
+            output_transform=output_transform,
+            model_fn=model_fn,
+        )
+    )
+    for name, metric in metrics.items():
+        metric.attach(evaluator, name)
+    return evaluator
