@@ -13,6 +13,16 @@ from nbengine.engine.events import (
     RemovableEventHandle,
     State,
 )
+from nbengine.engine.supervised import (
+    create_supervised_evaluator,
+    create_supervised_trainer,
+    supervised_evaluation_step,
+    supervised_evaluation_step_amp,
+    supervised_training_step,
+    supervised_training_step_amp,
+    supervised_training_step_apex,
+    supervised_training_step_tpu,
+)
 
 __all__ = [
     "Engine",
@@ -27,4 +37,12 @@ __all__ = [
     "PAUSED",
     "DONE",
     "FAILED",
+    "create_supervised_trainer",
+    "create_supervised_evaluator",
+    "supervised_training_step",
+    "supervised_training_step_amp",
+    "supervised_training_step_apex",
+    "supervised_training_step_tpu",
+    "supervised_evaluation_step",
+    "supervised_evaluation_step_amp",
 ]
