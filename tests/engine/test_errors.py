@@ -1,0 +1,123 @@
+"""Bad input is refused at call or attach time, with a message naming the argument, value and expectation."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from nbengine.engine import Engine, EventEnum, Events
+
+
+class Unregistered(EventEnum):
+    SOMETHING = "something"
+
+
+def engine():
+    return Engine(lambda e, b: b)
+
+
+def paused_engine():
+    e = engine()
+    e.step(data=[1, 2, 3])
+    return e
+
+
+ERRORS = [
+    ("every=0", lambda: Events.ITERATION_COMPLETED(every=0), ValueError, r"every should be an integer greater than zero, got 0"),
+    ("every=1.5", lambda: Events.ITERATION_COMPLETED(every=1.5), ValueError, r"every should be .* got 1.5"),
+    ("once=-1", lambda: Events.ITERATION_COMPLETED(once=-1), ValueError, r"once should be a positive integer .* got -1"),
+    ("once=[]", lambda: Events.ITERATION_COMPLETED(once=[]), ValueError, r"once should be .* got \[\]"),
+    ("before=-2", lambda: Events.EPOCH_STARTED(before=-2), ValueError, r"before should be .* got -2"),
+    ("after='3'", lambda: Events.EPOCH_STARTED(after="3"), ValueError, r"after should be .* got '3'"),
+    ("two filters", lambda: Events.STARTED(every=2, once=3), ValueError, r"STARTED\(\.\.\.\) takes exactly one of .* got \['once', 'every/before/after'\]"),
+    ("no filter", lambda: Events.STARTED(), ValueError, r"takes exactly one of .* got none of them"),
+    ("filter not callable", lambda: Events.STARTED(event_filter=3), TypeError, r"event_filter should be a callable taking \(engine, event\), got 3"),
+    ("filter signature", lambda: Events.STARTED(event_filter=lambda x: True), ValueError, r"event_filter .*\(x\) cannot be called with \(engine, event\)"),
+    ("| non-event", lambda: Events.STARTED | 5, TypeError, r"only events can be combined with \|, got 5"),
+    ("process function", lambda: Engine(lambda: None), ValueError, r"process_function .*\(\) cannot be called with \(engine, batch\)"),
+    ("handler signature", lambda: engine().add_event_handler(Events.STARTED, lambda a, b, c: None), ValueError,
+     r"handler .*\(a, b, c\) for STARTED cannot be called with \(engine\) nor with \(\)"),
+    ("handler args", lambda: engine().add_event_handler(Events.STARTED, lambda e: None, 1, k=2), ValueError,
+     r"cannot be called with \(engine, 1, k=\) nor with \(1, k=\)"),
+    ("exception handler", lambda: engine().add_event_handler(Events.EXCEPTION_RAISED, lambda: None), ValueError,
+     r"for EXCEPTION_RAISED cannot be called with \(engine, exception\) nor with \(exception\)"),
+    ("handler not callable", lambda: engine().add_event_handler(Events.STARTED, 3), TypeError, r"handler should be callable, got 3"),
+    ("unregistered event", lambda: engine().add_event_handler(Unregistered.SOMETHING, lambda: None), ValueError,
+     r"event_name Events.SOMETHING is not an event this Engine knows; register custom events"),
+    ("unknown string event", lambda: engine().add_event_handler("nope", lambda: None), ValueError, r"event_name 'nope' is not an event"),
+    ("not an event", lambda: engine().add_event_handler(42, lambda: None), TypeError, r"event_name should be an event .* got 42"),
+    ("fire unknown", lambda: engine().fire_event("nope"), ValueError, r"event_name 'nope' is not an event"),
+    ("register non-event", lambda: engine().register_events(3), TypeError, r"event_names\[0\] should be a str or an EventEnum member, got 3"),
+    ("register clash", lambda: engine().register_events("STARTED"), ValueError, r"event_names\[0\] 'STARTED' has the same name"),
+    ("remove unknown handler", lambda: engine().remove_event_handler(print, Events.STARTED), ValueError, r"handler print.* is not attached to STARTED"),
+    ("data not iterable", lambda: engine().run(42), TypeError, r"data should be an iterable .* got 42 of type int"),
+    ("max_epochs=0", lambda: engine().run([1], max_epochs=0), ValueError, r"max_epochs should be a positive integer or None, got 0"),
+    ("epoch_length=-1", lambda: engine().run([1], epoch_length=-1), ValueError, r"epoch_length should be a positive integer or None, got -1"),
+    ("both limits", lambda: engine().run([1], max_epochs=2, max_iters=3), ValueError, r"max_epochs and max_iters are mutually exclusive, got max_epochs=2 and max_iters=3"),
+    ("no data no length", lambda: engine().run(), ValueError, r"epoch_length should be given when data is None"),
+    ("empty data", lambda: engine().run([]), ValueError, r"data has zero length \(\[\]\); give non-empty data"),
+    ("max_epochs below epoch", lambda: _max_epochs_below_epoch(), ValueError,
+     r"max_epochs=1 is lower than the current epoch 2; give max_epochs >= the current epoch"),
+    ("epoch_length change", lambda: paused_engine().run(epoch_length=2), ValueError, r"epoch_length=2 differs from the epoch length 3"),
+    ("step n=0", lambda: engine().step(0, data=[1]), ValueError, r"n should be a positive number of iterations, got 0"),
+    ("step two conditions", lambda: engine().step(2, events=3, data=[1]), ValueError, r"step\(\) takes one of n=, until= or events=, got n, events"),
+    ("step until unknown", lambda: engine().step(until="nope", data=[1]), ValueError, r"until 'nope' is not an event"),
+    ("state_dict both keys", lambda: engine().load_state_dict({"iteration": 3, "epoch": 1, "epoch_length": 3, "max_epochs": 2}), ValueError,
+     r"state_dict should hold one of 'iteration' or 'epoch', not both; got iteration=3 and epoch=1"),
+    ("state_dict neither key", lambda: engine().load_state_dict({"epoch_length": 3, "max_epochs": 2}), ValueError,
+     r"state_dict should hold 'iteration' or 'epoch'; it has keys \['epoch_length', 'max_epochs'\]"),
+    ("state_dict missing keys", lambda: engine().load_state_dict({"iteration": 3}), ValueError,
+     r"state_dict is missing required keys \['epoch_length', 'max_epochs or max_iters'\]"),
+    ("state_dict user key", lambda: _missing_user_key(), ValueError, r"missing required keys \['alpha'\]"),
+    ("state_dict negative", lambda: engine().load_state_dict({"iteration": -1, "epoch_length": 3, "max_epochs": 2}), ValueError,
+     r"state_dict\['iteration'\] should be a non-negative integer, got -1"),
+    ("state_dict epoch w/o length", lambda: engine().load_state_dict({"epoch": 2, "epoch_length": None, "max_epochs": 3}), ValueError,
+     r"state_dict gives epoch=2 with epoch_length=None"),
+    ("state_dict not mapping", lambda: engine().load_state_dict([1]), TypeError, r"state_dict should be a mapping, got list"),
+    ("call_at_boundary", lambda: engine().call_at_boundary(3), TypeError, r"fn should be callable, got 3"),
+    ("resume nothing", lambda: engine().resume(), RuntimeError, r"there is no run to resume \(status 'idle'\)"),
+]
+
+
+def _max_epochs_below_epoch():
+    e = engine()
+    e.step(until=Events.EPOCH_STARTED(once=2), data=[1, 2], max_epochs=3)
+    e.run(max_epochs=1)
+
+
+def _missing_user_key():
+    e = engine()
+    e.state_dict_user_keys.append("alpha")
+    e.load_state_dict({"iteration": 3, "epoch_length": 3, "max_epochs": 2})
+
+
+@pytest.mark.parametrize("case, call, error, message", ERRORS, ids=[row[0] for row in ERRORS])
+def test_bad_input_is_refused_with_a_clear_message(case, call, error, message):
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_run_and_load_state_dict_are_refused_while_a_background_run_is_active():
+    release = threading.Event()
+    e = Engine(lambda engine, batch: release.wait(10))
+    e.start([1, 2, 3], max_epochs=100)
+    try:
+        with pytest.raises(RuntimeError, match=r"run\(\) was called while a background run is active \(status 'running'"):
+            e.run([1])
+        with pytest.raises(RuntimeError, match=r"step\(\) was called while a background run is active"):
+            e.step()
+        with pytest.raises(RuntimeError, match=r"load_state_dict\(\) was called while the engine is running"):
+            e.load_state_dict({"iteration": 0, "epoch_length": 3, "max_epochs": 2})
+    finally:
+        e.stop()
+        release.set()
+        e.wait(10)
+    assert e.status == "done"
+
+
+def test_driving_from_inside_a_boundary_call_is_refused():
+    e = paused_engine()
+    future = e.call_at_boundary(lambda: e.step())
+    with pytest.raises(RuntimeError, match=r"cannot be run from inside a function given to call_at_boundary"):
+        future.result()
