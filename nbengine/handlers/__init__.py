@@ -1,0 +1,7 @@
+"""Handlers to attach to an engine: checkpoints, the progress bar, and the recorders the notebook panels read.
+
+Import paths mirror ``ignite.handlers``: ``from nbengine.handlers import Checkpoint, DiskSaver, ProgressBar``.
+Nothing here imports ipywidgets, IPython or matplotlib at import time.
+"""
+
+from nbengine.handlers.timeline import EventTimeline, TimelineEntry

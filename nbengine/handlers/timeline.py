@@ -1,0 +1,166 @@
+"""``EventTimeline``: a bounded record of the events an engine fired, read by the notebook panel.
+
+This module owns the recorder: which facts it keeps about each fired event (its number, name, the
+epoch and iteration at that moment, when it happened, which handlers ran and how long each took),
+how much it keeps (a ring buffer of the most recent ``capacity`` events, so memory stays bounded
+however long the run), and how another thread reads it (``snapshot()``, consistent under a lock).
+
+It records through the engine's trace hook (``Engine.add_trace_hook``), which the engine calls on
+the training side after every fired event; nothing here imports ipywidgets, IPython or matplotlib.
+The hot path stores one tuple per event; names and relative times are worked out only when a
+snapshot is taken.
+
+>>> from nbengine.engine import Engine, Events
+>>> engine = Engine(lambda engine, batch: batch)
+>>> timeline = EventTimeline(capacity=4).attach(engine)
+>>> _ = engine.run([1, 2], max_epochs=1)
+>>> [(entry.event, entry.epoch, entry.iteration) for entry in timeline.snapshot()]
+[('ITERATION_STARTED', 1, 2), ('ITERATION_COMPLETED', 1, 2), ('EPOCH_COMPLETED', 1, 2), ('COMPLETED', 1, 2)]
+>>> timeline.count
+12
+"""
+
+from __future__ import annotations
+
+import numbers
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+__all__ = ["EventTimeline", "TimelineEntry"]
+
+
+class TimelineEntry(NamedTuple):
+    """One fired event as the timeline saw it."""
+
+    #: 1-based number of the event among all events recorded since the timeline was attached.
+    seq: int
+    #: The event's name, e.g. ``"ITERATION_COMPLETED"``.
+    event: str
+    epoch: int
+    iteration: int
+    #: Seconds since the timeline was attached, taken when the event's handlers had finished.
+    time: float
+    #: ``(handler name, seconds)`` for each handler that ran for this event, in the order they ran.
+    handlers: tuple[tuple[str, float], ...]
+
+    @property
+    def handler_seconds(self) -> float:
+        """Time spent in this event's handlers, in seconds."""
+        return sum(seconds for _, seconds in self.handlers)
+
+
+def _event_name(event: Any) -> str:
+    return event if isinstance(event, str) else event.name
+
+
+class EventTimeline:
+    """Keeps the last ``capacity`` events fired by one engine, with their handler timings.
+
+    ``attach(engine)`` starts recording and ``detach()`` stops it; ``snapshot()`` returns the recorded
+    events, oldest first, optionally only some event types or only the last few. ``count`` is the number
+    of events recorded since attaching (it keeps growing after the buffer is full), so a reader can tell
+    whether anything new happened since it last looked.
+    """
+
+    def __init__(self, capacity: int = 2000) -> None:
+        if not isinstance(capacity, numbers.Integral) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity should be a positive integer number of events, got {capacity!r}")
+        self._capacity = int(capacity)
+        self._entries: deque[tuple] = deque(maxlen=self._capacity)
+        self._lock = threading.Lock()
+        self._count = 0
+        self._origin = time.perf_counter()
+        self._engine: Any = None
+        self._remove_hook: Callable[[], None] | None = None
+
+    @property
+    def capacity(self) -> int:
+        """How many events the ring buffer keeps."""
+        return self._capacity
+
+    @property
+    def count(self) -> int:
+        """Events recorded since attaching, including those the buffer no longer holds."""
+        return self._count
+
+    @property
+    def engine(self) -> Any:
+        """The engine being recorded, or None when detached."""
+        return self._engine
+
+    def attach(self, engine: Any) -> EventTimeline:
+        """Record every event ``engine`` fires from now on. Returns the timeline."""
+        add_trace_hook = getattr(engine, "add_trace_hook", None)
+        if not callable(add_trace_hook):
+            raise TypeError(
+                f"engine should be an nbengine Engine (with add_trace_hook), got {engine!r} "
+                f"of type {type(engine).__name__}"
+            )
+        if self._engine is not None:
+            raise RuntimeError(
+                f"this EventTimeline already records {self._engine!r}; detach() it first or make another timeline"
+            )
+        self._engine = engine
+        self._remove_hook = add_trace_hook(self._record)
+        return self
+
+    def detach(self) -> None:
+        """Stop recording. What was recorded stays readable."""
+        remove, self._remove_hook = self._remove_hook, None
+        self._engine = None
+        if remove is not None:
+            remove()
+
+    def clear(self) -> None:
+        """Forget the recorded events; ``count`` and the time origin start again from zero."""
+        with self._lock:
+            self._entries.clear()
+            self._count = 0
+            self._origin = time.perf_counter()
+
+    def _record(self, event: Any, state: Any, timings: list[tuple[str, float]]) -> None:
+        # The training side calls this after every event: keep it to one tuple and one append.
+        # The engine hands over a fresh timings list each time, so keeping a reference is safe.
+        with self._lock:
+            self._count += 1
+            self._entries.append((self._count, event, state.epoch, state.iteration, time.perf_counter(), timings))
+
+    def snapshot(self, events: Iterable[Any] | None = None, last: int | None = None) -> list[TimelineEntry]:
+        """The recorded events, oldest first.
+
+        ``events`` keeps only these event types (events or their names, filters ignored); ``last``
+        keeps only the last ``last`` of the events that remain. Safe to call from any thread.
+        """
+        wanted: set[str] | None = None
+        if events is not None:
+            if isinstance(events, (str, bytes)) or not isinstance(events, Iterable):
+                raise TypeError(
+                    f"events should be an iterable of events or event names, got {events!r} "
+                    f"of type {type(events).__name__}"
+                )
+            wanted = set()
+            for index, event in enumerate(events):
+                if not isinstance(event, str) and not isinstance(getattr(event, "name", None), str):
+                    raise TypeError(f"events[{index}] should be an event or an event name, got {event!r}")
+                wanted.add(_event_name(event))
+        if last is not None and (not isinstance(last, numbers.Integral) or isinstance(last, bool) or last < 0):
+            raise ValueError(f"last should be a non-negative integer or None, got {last!r}")
+        with self._lock:
+            raw = list(self._entries)
+            origin = self._origin
+        entries = []
+        for seq, event, epoch, iteration, stamp, timings in raw:
+            name = _event_name(event)
+            if wanted is not None and name not in wanted:
+                continue
+            entries.append(TimelineEntry(seq, name, epoch, iteration, stamp - origin, tuple(timings)))
+        if last is not None:
+            entries = entries[len(entries) - last :] if last else []
+        return entries
+
+    def __repr__(self) -> str:
+        attached = "detached" if self._engine is None else "attached"
+        return f"EventTimeline(capacity={self._capacity}, count={self._count}, {attached})"
