@@ -4,4 +4,5 @@ Import paths mirror ``ignite.handlers``: ``from nbengine.handlers import Checkpo
 Nothing here imports ipywidgets, IPython or matplotlib at import time.
 """
 
+from nbengine.handlers.progress import ProgressBar
 from nbengine.handlers.timeline import EventTimeline, TimelineEntry
