@@ -278,7 +278,7 @@ class Engine:
                 )
             key = _event_key(event)
             known = self._allowed_events.get(key)
-            if known is not None and known is not event and not (isinstance(event, str) and known == event):
+            if known is not None and known is not event and not (isinstance(known, str) and known == event):
                 raise ValueError(
                     f"event_names[{index}] {event!r} has the same name as the already registered event "
                     f"{known!r}; give it another name"
@@ -349,7 +349,10 @@ class Engine:
         event_filter = getattr(event_name, "filter", None)
         every = event_filter.every if isinstance(event_filter, EveryFilter) else 0
         other_filter = None if every else event_filter
-        entry = (handler, mode, pass_engine, args, kwargs, every, other_filter)
+        if other_filter is not None:
+            mode = _CALL_GENERAL
+        # Entries are short tuples read on the hot path; ``every`` filters are checked inline.
+        entry = (handler, mode, every, (pass_engine, args, kwargs, other_filter))
         self._handlers[key] = self._handlers.get(key, ()) + (entry,)
         return RemovableEventHandle(event_name, handler, self)
 
@@ -415,31 +418,33 @@ class Engine:
             self._last_timings = self._fire_traced(entries, key, event_args)
             return
         count = -1
-        for handler, mode, pass_engine, args, kwargs, every, event_filter in entries:
+        for handler, mode, every, rest in entries:
             if every:
                 if count < 0:
                     count = self._count(key)
                 if count % every:
                     continue
-            elif event_filter is not None:
-                if count < 0:
-                    count = self._count(key)
-                if not event_filter(self, count):
-                    continue
             if mode == _CALL_ENGINE:
                 handler(self)
             elif mode == _CALL_BARE:
                 handler()
-            elif pass_engine:
-                handler(self, *event_args, *args, **kwargs)
             else:
-                handler(*event_args, *args, **kwargs)
+                pass_engine, args, kwargs, event_filter = rest
+                if event_filter is not None:
+                    if count < 0:
+                        count = self._count(key)
+                    if not event_filter(self, count):
+                        continue
+                if pass_engine:
+                    handler(self, *event_args, *args, **kwargs)
+                else:
+                    handler(*event_args, *args, **kwargs)
 
     def _fire_traced(self, entries: tuple, key: str, event_args: tuple) -> list[tuple[str, float]]:
         timings: list[tuple[str, float]] = []
         count = self._count(key)
         clock = time.perf_counter
-        for handler, _mode, pass_engine, args, kwargs, every, event_filter in entries:
+        for handler, _mode, every, (pass_engine, args, kwargs, event_filter) in entries:
             if every and count % every:
                 continue
             if event_filter is not None and not event_filter(self, count):
