@@ -1,0 +1,155 @@
+"""Status, stepping, background control, boundary calls, trace hooks and times."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nbengine.engine import Engine, Events
+
+
+def test_status_moves_through_idle_paused_running_done():
+    statuses = []
+    engine = Engine(lambda e, b: statuses.append(e.status))
+    assert engine.status == "idle"
+    engine.step(data=[1, 2])
+    assert engine.status == "paused"
+    engine.run()
+    assert statuses == ["running", "running"]
+    assert engine.status == "done"
+
+
+def test_set_data_switches_the_next_batch():
+    seen = []
+    engine = Engine(lambda e, b: seen.append(b))
+    engine.step(2, data=[1, 2, 3, 4])
+    engine.set_data([10, 20, 30, 40])
+    engine.run()
+    assert seen == [1, 2, 10, 20]
+
+
+def test_run_with_new_data_while_paused_switches_the_data():
+    seen = []
+    engine = Engine(lambda e, b: seen.append(b))
+    engine.step(data=[1, 2, 3])
+    engine.run(["a", "b", "c"])
+    assert seen == [1, "a", "b"]
+
+
+def test_until_a_custom_event_stops_at_the_next_boundary():
+    def process(engine, batch):
+        if batch == 3:
+            engine.fire_event("spike")
+        return batch
+
+    engine = Engine(process)
+    engine.register_events("spike")
+    engine.step(until="spike", data=[1, 2, 3, 4, 5])
+    assert (engine.state.iteration, engine.last_event) == (3, Events.ITERATION_COMPLETED)
+
+
+def test_call_at_boundary_runs_on_the_training_thread_between_events():
+    release = threading.Event()
+    log = []
+
+    def process(engine, batch):
+        log.append(("process", threading.current_thread().name))
+        release.wait(10)
+        return batch
+
+    engine = Engine(process)
+    engine.start([1, 2, 3])
+    future = engine.call_at_boundary(lambda: log.append(("call", threading.current_thread().name, engine.last_event)) or 42)
+    release.set()
+    assert future.result(10) == 42
+    engine.wait(10)
+    call = next(entry for entry in log if entry[0] == "call")
+    assert call[1] == "nbengine-run"
+    assert call[2] in (Events.ITERATION_COMPLETED, Events.GET_BATCH_STARTED, Events.ITERATION_STARTED)
+
+
+def test_call_at_boundary_runs_at_once_when_not_running_and_passes_exceptions_on():
+    engine = Engine(lambda e, b: b)
+    engine.step(data=[1, 2])
+    assert engine.call_at_boundary(lambda: engine.state.iteration).result(0) == 1
+    failing = engine.call_at_boundary(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failing.result(0)
+
+
+def test_trace_hook_sees_every_event_with_its_handlers_and_timings():
+    engine = Engine(lambda e, b: b)
+
+    def slow_handler(engine):
+        time.sleep(0.002)
+
+    engine.add_event_handler(Events.ITERATION_COMPLETED(every=2), slow_handler)
+    trace = []
+    remove = engine.add_trace_hook(lambda event, state, timings: trace.append((event.name, state.iteration, timings)))
+    engine.run([1, 2])
+    names = [name for name, _, _ in trace]
+    assert names == [
+        "STARTED", "EPOCH_STARTED", "GET_BATCH_STARTED", "GET_BATCH_COMPLETED", "ITERATION_STARTED",
+        "ITERATION_COMPLETED", "GET_BATCH_STARTED", "GET_BATCH_COMPLETED", "ITERATION_STARTED",
+        "ITERATION_COMPLETED", "EPOCH_COMPLETED", "COMPLETED",
+    ]
+    assert trace[5][2] == []
+    (handler_name, seconds), = trace[9][2]
+    assert handler_name.endswith("slow_handler") and seconds >= 0.002
+    remove()
+    trace.clear()
+    engine.run([1, 2])
+    assert trace == []
+
+
+def test_times_leave_paused_time_out():
+    engine = Engine(lambda e, b: time.sleep(0.01))
+    engine.step(data=[1, 2, 3])
+    time.sleep(0.3)
+    engine.run()
+    assert 0.03 <= engine.state.times["COMPLETED"] < 0.25
+    assert 0.03 <= engine.state.times["EPOCH_COMPLETED"] < 0.25
+
+
+def test_start_again_stops_the_earlier_background_run():
+    release = threading.Event()
+    completed = []
+    engine = Engine(lambda e, b: release.wait(0.01))
+    engine.add_event_handler(Events.TERMINATE, lambda e: completed.append("terminated"))
+    engine.start(range(1000), max_epochs=100)
+    first = engine._thread
+    engine.start()
+    assert not first.is_alive()
+    assert completed == ["terminated"]
+    engine.stop()
+    engine.wait(10)
+    assert engine.status == "done"
+
+
+def test_stop_while_paused_ends_the_run_in_the_caller():
+    events = []
+    engine = Engine(lambda e, b: b)
+    engine.add_event_handler(Events.TERMINATE | Events.COMPLETED, lambda e: events.append(e.last_event.name))
+    engine.step(data=[1, 2, 3])
+    engine.stop()
+    assert events == ["TERMINATE", "COMPLETED"]
+    assert engine.status == "done"
+
+
+def test_background_failure_is_kept_and_reraised_by_wait():
+    engine = Engine(lambda e, b: 1 / 0 if b == 3 else b)
+    engine.start([1, 2, 3, 4])
+    with pytest.raises(ZeroDivisionError):
+        engine.wait(10)
+    assert engine.status == "failed"
+    assert isinstance(engine.error, ZeroDivisionError)
+    assert engine.state.iteration == 3
+
+
+def test_pause_does_nothing_when_not_running():
+    engine = Engine(lambda e, b: b)
+    engine.pause()
+    engine.run([1, 2])
+    assert engine.status == "done"
