@@ -80,6 +80,7 @@ PREFIX_IT2 = "S0.0 ES1.0 GS1.0 GC1.0 IS1.1 IC1.1 GS1.1 GC1.1 IS1.2 IC1.2"
 EPOCH2_AFTER_TSE = (
     "ES2.2 GS2.2 GC2.2 IS2.3 IC2.3 GS2.3 GC2.3 IS2.4 IC2.4 GS2.4 GC2.4 IS2.5 IC2.5 EC2.5 C2.5"
 )
+EPOCH1 = "S0.0 ES1.0 GS1.0 GC1.0 IS1.1 IC1.1 GS1.1 GC1.1 IS1.2 IC1.2 GS1.2 GC1.2 IS1.3 IC1.3 EC1.3"
 TERMINATIONS = {
     ("STARTED", "terminate", False): "S0.0 T0.0 C0.0",
     ("STARTED", "terminate", True): "S0.0 T0.0",
@@ -112,6 +113,11 @@ TERMINATIONS = {
     ("ITERATION_COMPLETED", "terminate_epoch", False): PREFIX_IT2 + " TSE1.2 EC1.2 " + EPOCH2_AFTER_TSE,
     ("ITERATION_COMPLETED", "terminate_epoch", True): PREFIX_IT2 + " TSE1.2 " + EPOCH2_AFTER_TSE,
     ("EPOCH_COMPLETED", "terminate_epoch", False): SEQUENCES["list"][2],
+    ("COMPLETED", "terminate_epoch", True): SEQUENCES["list"][2],
+    ("DATALOADER_STOP_ITERATION", "terminate", False): EPOCH1 + " ES2.3 GS2.3 DSI2.3 T2.3 C2.3",
+    ("DATALOADER_STOP_ITERATION", "terminate", True): EPOCH1 + " ES2.3 GS2.3 DSI2.3 T2.3",
+    ("DATALOADER_STOP_ITERATION", "terminate_epoch", False): EPOCH1 + " ES2.3 GS2.3 DSI2.3 TSE2.3 EC2.3 C2.3",
+    ("DATALOADER_STOP_ITERATION", "terminate_epoch", True): EPOCH1 + " ES2.3 GS2.3 DSI2.3 TSE2.3 C2.3",
 }
 
 
@@ -132,6 +138,18 @@ def test_termination_from_each_event(event_name, method, skip, make_recorded_eng
     engine.run([1, 2, 3], max_epochs=2)
     assert recorder.text == TERMINATIONS[(event_name, method, skip)]
     assert engine.status == "done"
+
+
+@pytest.mark.parametrize(
+    "skip, expected",
+    [(False, PREFIX_IT2 + " TSE1.2 EC1.2 T1.2 C1.2"), (True, PREFIX_IT2 + " TSE1.2 EC1.2 T1.2")],
+)
+def test_terminate_from_terminate_single_epoch(skip, expected, make_recorded_engine):
+    engine, recorder = make_recorded_engine()
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda e: e.terminate_epoch())
+    engine.add_event_handler(Events.TERMINATE_SINGLE_EPOCH, lambda e: e.terminate(skip_completed=skip))
+    engine.run([1, 2, 3], max_epochs=2)
+    assert recorder.text == expected
 
 
 def test_terminate_epoch_at_started_is_refused_at_call_time():
