@@ -4,5 +4,18 @@ Import paths mirror ``ignite.handlers``: ``from nbengine.handlers import Checkpo
 Nothing here imports ipywidgets, IPython or matplotlib at import time.
 """
 
+from nbengine.handlers.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    CheckpointEvents,
+    CheckpointInfo,
+    CorruptCheckpointError,
+    DiskSaver,
+    UnsafeCheckpointError,
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint_info,
+    verify_checkpoint,
+)
 from nbengine.handlers.progress import ProgressBar
 from nbengine.handlers.timeline import EventTimeline, TimelineEntry
