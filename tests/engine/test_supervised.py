@@ -217,6 +217,37 @@ def test_evaluator_runs_without_gradients_in_eval_mode():
         assert torch.equal(y_pred, model(x))
 
 
+def test_every_module_is_in_train_mode_at_each_training_step_and_eval_mode_at_each_evaluation_step():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Dropout(0.1), torch.nn.Linear(8, 2))
+
+    def record(output):
+        modes.append(tuple(module.training for module in model.modules()))
+        return output
+
+    modes = []
+    trainer = create_supervised_trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.CrossEntropyLoss(), model_transform=record
+    )
+
+    @trainer.on(Events.ITERATION_COMPLETED)
+    def switch_modes(engine):
+        if engine.state.iteration == 1:
+            model[1].eval()  # one submodule only
+        elif engine.state.iteration == 2:
+            model.eval()
+
+    data = random_batches(count=3, size=4, seed=30, features=4, classes=2)
+    model.eval()
+    trainer.run(data)
+    assert modes == [(True, True, True, True)] * 3
+
+    modes.clear()
+    evaluator = create_supervised_evaluator(model, model_transform=record)
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda: model[2].train())
+    evaluator.run(data)
+    assert modes == [(False, False, False, False)] * 3
+
+
 def test_step_functions_drive_a_plain_engine():
     model = mlp(seed=8, sizes=(4, 8, 2))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

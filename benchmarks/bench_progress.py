@@ -1,0 +1,175 @@
+"""Cost of the progress bar (and loss history, when present), side by side in one run: a bare loop,
+nbengine's supervised trainer and pytorch-ignite's (the reference; `pip install -e ".[bench]"`).
+
+Cases:
+- the MLP step (32-64-10, batch 64, SGD, 1 thread): a hand-written loop; each library's
+  ``create_supervised_trainer`` alone; and with its ProgressBar attached the way ignite's docs do
+  (``pbar.attach(trainer, output_transform=lambda x: {"loss": x})``), plus, for nbengine, the loss
+  history recorder of ``nbengine.handlers.history`` when that module exists;
+- a no-op step with and without the bar, to show the bar's own per-iteration cost.
+
+Both bars write to os.devnull, so terminal speed does not enter. Repetitions of all cases are
+interleaved so drift hits them alike; medians are reported, with ratios to the bare loop.
+
+    python benchmarks/bench_progress.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import nbengine.engine as nb_engine
+from nbengine.handlers import ProgressBar as NbProgressBar
+
+try:
+    import ignite.engine as ig_engine
+    from ignite.handlers.tqdm_logger import ProgressBar as IgProgressBar
+except ImportError:  # the table still shows nbengine against the bare loop
+    ig_engine = None
+    IgProgressBar = None
+
+
+def find_loss_history() -> tuple[Callable[[Any], None] | None, str]:
+    """Return (a function attaching nbengine's loss history recorder to a trainer, or None; what was found)."""
+    try:
+        history = importlib.import_module("nbengine.handlers.history")
+    except ModuleNotFoundError:
+        return None, "nbengine.handlers.history does not exist yet: the nbengine bar case is the bar alone"
+    for name in ("LossHistory", "History"):
+        recorder_cls = getattr(history, name, None)
+        if recorder_cls is not None:
+            return (lambda trainer: recorder_cls().attach(trainer)), f"loss history: nbengine.handlers.history.{name}"
+    raise RuntimeError(
+        f"nbengine.handlers.history has no LossHistory or History class (it has {sorted(vars(history))}); "
+        "update find_loss_history() in this benchmark"
+    )
+
+
+class Mlp:
+    """The benchmark model, optimizer and data; rebuilt identically for every case."""
+
+    def __init__(self, batches: int) -> None:
+        torch.manual_seed(0)
+        self.model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        generator = torch.Generator().manual_seed(0)
+        self.data = [
+            (torch.randn(64, 32, generator=generator), torch.randint(0, 10, (64,), generator=generator))
+            for _ in range(batches)
+        ]
+
+
+def bare_mlp(mlp: Mlp) -> float:
+    model, optimizer, loss_fn = mlp.model, mlp.optimizer, mlp.loss_fn
+    began = time.perf_counter()
+    model.train()
+    for x, y in mlp.data:
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+    return (time.perf_counter() - began) / len(mlp.data)
+
+
+def trainer_mlp(module: Any, mlp: Mlp, decorate: Callable[[Any], None] | None) -> float:
+    trainer = module.create_supervised_trainer(mlp.model, mlp.optimizer, mlp.loss_fn)
+    if decorate is not None:
+        decorate(trainer)
+    began = time.perf_counter()
+    trainer.run(mlp.data, max_epochs=1)
+    return (time.perf_counter() - began) / len(mlp.data)
+
+
+def noop(module: Any, data: list[int], decorate: Callable[[Any], None] | None) -> float:
+    engine = module.Engine(lambda engine, batch: batch)
+    if decorate is not None:
+        decorate(engine)
+    began = time.perf_counter()
+    engine.run(data, max_epochs=1)
+    return (time.perf_counter() - began) / len(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations and repetitions")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    logging.getLogger("ignite").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+    repeats = 3 if args.quick else 7
+    mlp_batches = 300 if args.quick else 2_000
+    noop_iterations = 5_000 if args.quick else 50_000
+    noop_data = list(range(noop_iterations))
+    sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
+    attach_history, history_note = find_loss_history()
+
+    def nb_bar(trainer: Any) -> None:
+        NbProgressBar(file=sink).attach(trainer, output_transform=lambda x: {"loss": x})
+
+    def nb_bar_and_history(trainer: Any) -> None:
+        nb_bar(trainer)
+        if attach_history is not None:
+            attach_history(trainer)
+
+    def ig_bar(trainer: Any) -> None:
+        IgProgressBar(file=sink).attach(trainer, output_transform=lambda x: {"loss": x})
+
+    with_history = " + history" if attach_history is not None else ""
+    cases: dict[str, Callable[[], float]] = {
+        "bare: MLP step": lambda: bare_mlp(Mlp(mlp_batches)),
+        "nbengine: trainer": lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), None),
+        f"nbengine: trainer + bar{with_history}": lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), nb_bar_and_history),
+    }
+    if ig_engine is not None:
+        cases["ignite: trainer"] = lambda: trainer_mlp(ig_engine, Mlp(mlp_batches), None)
+        cases["ignite: trainer + bar"] = lambda: trainer_mlp(ig_engine, Mlp(mlp_batches), ig_bar)
+    cases["nbengine: no-op"] = lambda: noop(nb_engine, noop_data, None)
+    cases["nbengine: no-op + bar"] = lambda: noop(nb_engine, noop_data, nb_bar)
+    if ig_engine is not None:
+        cases["ignite: no-op"] = lambda: noop(ig_engine, noop_data, None)
+        cases["ignite: no-op + bar"] = lambda: noop(ig_engine, noop_data, ig_bar)
+
+    for fn in cases.values():  # warm-up
+        fn()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            samples[name].append(fn())
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread, {mlp_batches} MLP iterations, "
+        f"{noop_iterations} no-op iterations, {repeats} interleaved repetitions, medians"
+    )
+    print(history_note)
+    print(f"{'case':<36} {'µs/iter':>10} {'overhead µs':>12} {'ratio':>8}  ratio to")
+    for name, value in medians.items():
+        if "MLP" in name or "trainer" in name:
+            reference_name = "bare: MLP step"
+        else:
+            reference_name = name.split(":")[0] + ": no-op"
+        reference = medians[reference_name]
+        print(
+            f"{name:<36} {value * 1e6:>10.3f} {(value - reference) * 1e6:>12.3f} {value / reference:>8.3f}  "
+            f"{reference_name}"
+        )
+    for library in ("nbengine", "ignite"):
+        if f"{library}: no-op + bar" in medians:
+            cost = medians[f"{library}: no-op + bar"] - medians[f"{library}: no-op"]
+            print(f"{library}: the progress bar costs {cost * 1e6:.3f} µs per iteration")
+
+
+if __name__ == "__main__":
+    main()
