@@ -5,7 +5,7 @@ it redraws, and what it shows (position, loss, metrics, state attributes). pytor
 formats and pushes its postfix on every iteration (about +36 us each); this one only reads a clock
 per event and redraws when ``mininterval`` (100 ms by default) has passed, so the per-iteration
 cost is one handler call and one ``time.monotonic()``. The closing event always draws the final
-values before the bar closes.
+values before the bar closes; a failed run closes the bar where it stopped (red in a notebook).
 
 tqdm is imported when the first bar is created, and its notebook flavour (which imports IPython and
 ipywidgets) only inside a Jupyter kernel, so ``import nbengine.handlers`` imports neither.
@@ -281,6 +281,7 @@ class ProgressBar:
         )
         engine.add_event_handler(event_name, attachment)
         engine.add_event_handler(closing_event_name, self._close, attachment)
+        engine.add_event_handler(Events.EXCEPTION_RAISED, self._fail, attachment)
 
     def log_message(self, message: str) -> None:
         """Print ``message`` above the bar without breaking it."""
@@ -322,6 +323,17 @@ class ProgressBar:
                     pbar.update(position)
                 pbar.refresh()
         self._next_draw = time.monotonic() + self.mininterval
+
+    def _fail(self, engine: Any, exception: BaseException, attachment: _Attachment) -> None:
+        # The exception goes on to the caller; the bar closes where the run stopped, short of its total, so the
+        # notebook widget turns red and a terminal's next line (the traceback) starts below the bar.
+        pbar = self.pbar
+        if pbar is None:
+            return
+        pbar.n = attachment.position(engine, attachment.total(engine))
+        pbar.close()
+        self.pbar = None
+        self._next_draw = 0.0
 
     def _close(self, engine: Any, attachment: _Attachment) -> None:
         total = attachment.total(engine)

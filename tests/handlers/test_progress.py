@@ -153,6 +153,25 @@ def test_stepping_and_resuming_draws_where_the_engine_is():
     assert stream.getvalue().endswith("\rIteration: [10/10] 100%|##########, loss=4.5 [00:00<00:00]\n")
 
 
+def test_a_failed_run_closes_the_bar_where_it_stopped_and_the_error_propagates():
+    stream = io.StringIO()
+
+    def process(engine, batch):
+        if batch == 3:
+            raise ZeroDivisionError("batch 3 is bad")
+        return float(batch)
+
+    engine = Engine(process)
+    ProgressBar(persist=True, file=stream, mininterval=0).attach(engine, output_transform=lambda loss: {"loss": loss})
+    with pytest.raises(ZeroDivisionError, match="batch 3 is bad"):
+        engine.run(range(10))
+    assert engine.status == "failed"
+    assert stream.getvalue().endswith("\rIteration: [4/10]  40%|####      , loss=2 [00:00<00:00]\n")
+    # A new run starts a new bar.
+    engine.run(range(3))
+    assert stream.getvalue().endswith("\rIteration: [3/3] 100%|##########, loss=2 [00:00<00:00]\n")
+
+
 def test_log_message_writes_a_line():
     stream = io.StringIO()
     bar = ProgressBar(file=stream)
