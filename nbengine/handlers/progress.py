@@ -178,7 +178,7 @@ class _Attachment:
 
 
 class ProgressBar:
-    """A tqdm progress bar for an Engine, attached like pytorch-ignite's.
+    r"""A tqdm progress bar for an Engine, attached like pytorch-ignite's.
 
     Args:
         persist: keep the bar shown after it closes.
@@ -187,11 +187,20 @@ class ProgressBar:
             more often, whatever the iteration rate.
         **tqdm_kwargs: passed to tqdm (e.g. ``desc``, ``file``, ``ncols``, ``disable``).
 
-    Example, with the smoothed loss and an epoch-wise metric::
+    Attached the way pytorch-ignite's is (here writing to a buffer instead of the terminal):
 
-        pbar = ProgressBar()
-        pbar.attach(trainer, metric_names=["accuracy"], output_transform=lambda loss: {"loss": loss})
-        pbar.log_message("written above the bar")
+    >>> import io
+    >>> from nbengine.engine import Engine
+    >>> trainer = Engine(lambda engine, batch: batch / 2)
+    >>> terminal = io.StringIO()
+    >>> pbar = ProgressBar(persist=True, file=terminal)
+    >>> pbar.attach(trainer, output_transform=lambda loss: {"loss": loss})
+    >>> state = trainer.run([1.0, 2.0, 3.0])
+    >>> print(terminal.getvalue().split("\r")[-1].strip())
+    Iteration: [3/3] 100%|##########, loss=1.5 [00:00<00:00]
+    >>> pbar.log_message("validation accuracy: 0.97")
+    >>> terminal.getvalue().endswith("validation accuracy: 0.97\n")
+    True
 
     The bar covers one epoch (``closing_event_name=Events.EPOCH_COMPLETED``) or the whole run
     (``Events.COMPLETED``), counting iterations (``event_name=Events.ITERATION_COMPLETED``) or

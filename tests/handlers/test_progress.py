@@ -1,5 +1,6 @@
 """ProgressBar: what it shows, how often it redraws, how it attaches, and that importing it stays light."""
 
+import doctest
 import io
 import json
 import subprocess
@@ -9,6 +10,7 @@ import textwrap
 import pytest
 import torch
 
+import nbengine.handlers.progress
 from nbengine.engine import Engine, Events
 from nbengine.handlers import ProgressBar
 from nbengine.metrics import Average
@@ -66,6 +68,11 @@ def test_with_no_interval_every_iteration_is_drawn():
     # Created at iteration 1, redrawn at iterations 2..7, drawn again when closing.
     assert draws(stream.getvalue()) == 1 + 6 + 1
     assert "\rIteration: [4/7]" in stream.getvalue()
+
+
+def test_docstring_example():
+    result = doctest.testmod(nbengine.handlers.progress)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_default_redraw_interval_is_100_ms():
