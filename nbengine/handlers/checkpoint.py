@@ -131,21 +131,31 @@ class Checkpoint:
     ...     return loss.item()
     >>> trainer = Engine(update)
     >>> to_save = {"trainer": trainer, "model": model, "optimizer": optimizer}
-    >>> folder = tempfile.mkdtemp()
-    >>> handler = Checkpoint(to_save, DiskSaver(folder, create_dir=True, require_empty=False), n_saved=2)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> handler = Checkpoint(to_save, DiskSaver(folder.name, create_dir=True, require_empty=False), n_saved=2)
     >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, handler)
+    >>> @trainer.on(Events.EPOCH_COMPLETED)
+    ... def stop_early(engine):  # as if the process were killed after epoch 3 of 5
+    ...     if engine.state.epoch == 3:
+    ...         engine.terminate()
     >>> data = [torch.ones(4, 2)] * 3
-    >>> _ = trainer.run(data, max_epochs=3)
+    >>> _ = trainer.run(data, max_epochs=5)
     >>> [info.path.name for info in handler.list_checkpoints()]
     ['checkpoint_9.pt', 'checkpoint_6.pt']
+
+    Later, in a new process, with freshly built objects:
+
     >>> trainer = Engine(update)
     >>> to_load = {"trainer": trainer, "model": model, "optimizer": optimizer}
     >>> Checkpoint.load_objects(to_load=to_load, checkpoint=handler.last_checkpoint)
-    >>> trainer.state.epoch
-    3
+    >>> (trainer.state.epoch, trainer.state.iteration)
+    (3, 9)
+    >>> resumed = []
+    >>> _ = trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: resumed.append(engine.state.iteration))
     >>> _ = trainer.run(data, max_epochs=5)
-    >>> trainer.state.iteration
-    15
+    >>> resumed
+    [10, 11, 12, 13, 14, 15]
+    >>> folder.cleanup()
     """
 
     SAVED_CHECKPOINT = CheckpointEvents.SAVED_CHECKPOINT
