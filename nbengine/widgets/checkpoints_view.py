@@ -1,0 +1,96 @@
+"""The panel's checkpoint and replay part: Save now, the list of saved checkpoints with Load, and
+Replay epoch k with its report.
+
+This module owns the widgets of that part and how they are labelled: one dropdown entry per
+committed checkpoint, from the checkpoint handler's listing API (newest first), and the HTML of a
+replay report. What the buttons do, and when they are enabled, is the panel's business; when the
+panel has no checkpoint handler or no replay recorder, this part shows why its controls are off.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+from collections.abc import Sequence
+from typing import Any
+
+import ipywidgets as widgets
+
+__all__ = ["CheckpointsView", "checkpoint_label"]
+
+
+def _size_text(size: int) -> str:
+    for unit, scale in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
+def checkpoint_label(info: Any) -> str:
+    """One dropdown entry: position, score, time, size and file name of a ``CheckpointInfo``."""
+    parts = []
+    if info.epoch is not None:
+        parts.append(f"epoch {info.epoch}")
+    if info.iteration is not None:
+        parts.append(f"iter {info.iteration}")
+    if info.score is not None:
+        parts.append(f"{info.score_name or 'score'}={info.score:.4g}")
+    parts.append(datetime.datetime.fromtimestamp(info.wall_time).strftime("%H:%M:%S"))
+    parts.append(_size_text(info.size))
+    parts.append(info.path.name)
+    return " · ".join(parts)
+
+
+class CheckpointsView:
+    """Save, the checkpoint dropdown and Load; Replay epoch k and its report."""
+
+    def __init__(self, checkpoint_note: str | None, replay_note: str | None) -> None:
+        self.save_button = widgets.Button(description="Save now", icon="save", tooltip="Save a checkpoint at the next boundary")
+        self.checkpoints = widgets.Dropdown(options=[], description="saved", layout=widgets.Layout(width="520px"))
+        self.load_button = widgets.Button(description="Load", icon="upload")
+        self.checkpoint_note = widgets.HTML(self._note(checkpoint_note))
+        self.replay_epoch = widgets.BoundedIntText(value=1, min=1, max=1, description="epoch", layout=widgets.Layout(width="150px"))
+        self.replay_button = widgets.Button(description="Replay epoch", icon="repeat")
+        self.replay_note = widgets.HTML(self._note(replay_note))
+        self.replay_report = widgets.HTML()
+        for widget, name in (
+            (self.save_button, "save"),
+            (self.load_button, "load"),
+            (self.replay_button, "replay"),
+            (self.checkpoints, "checkpoints"),
+        ):
+            widget.add_class(f"nbengine-{name}")
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML("<b>Checkpoints and replay</b>"),
+                widgets.HBox([self.save_button, self.checkpoints, self.load_button]),
+                self.checkpoint_note,
+                widgets.HBox([self.replay_epoch, self.replay_button]),
+                self.replay_note,
+                self.replay_report,
+            ]
+        )
+        self._listed: list[tuple[str, str]] = []
+
+    @staticmethod
+    def _note(text: str | None) -> str:
+        if not text:
+            return ""
+        return f"<span class='nbengine-note' style='color:#757575;font-size:12px'>{html.escape(text)}</span>"
+
+    def show_listing(self, infos: Sequence[Any]) -> None:
+        """Fill the dropdown from a listing (newest first), keeping the selection when it is still there."""
+        options = [(checkpoint_label(info), str(info.path)) for info in infos]
+        if options == self._listed:
+            return
+        selected = self.checkpoints.value
+        values = {value for _, value in options}
+        # Keep the user's choice while it is still listed, else select the newest.
+        self.checkpoints.options = options
+        if options:
+            self.checkpoints.value = selected if selected in values else options[0][1]
+        self._listed = options
+
+    @property
+    def listed_paths(self) -> list[str]:
+        return [value for _, value in self._listed]

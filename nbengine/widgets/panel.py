@@ -1,0 +1,667 @@
+"""``TrainingPanel``: one notebook panel that drives and shows a training run.
+
+This module owns the panel: how its parts (run controls, State view, event timeline, loss plot,
+checkpoints and replay) are put together, what each button does, and when the display is brought
+up to date.
+
+Threads. Training runs in the engine's own background thread (``engine.start``); the buttons run
+on the kernel's main thread; a refresh thread owned by the panel brings the display up to date
+every ``refresh_interval`` seconds when something changed. The training thread does no UI work at
+all: the panel reads the engine, the ``EventTimeline`` and the loss recorder, each of which is safe
+to read from another thread. Plots cost tens of milliseconds, so while the engine runs they are
+redrawn at most every ``plot_interval`` seconds and never more than ``plot_budget`` of the time
+(the refresh thread competes with training for the interpreter lock); while paused they follow
+each step at once. Whatever changes training state (save, load, step) runs on the training side
+at a boundary (``call_at_boundary``) or, when paused, in the caller's thread with the engine's lock.
+
+Errors. A failed run turns the status red and shows the traceback; ``wait()`` re-raises it. An
+exception in a button or in a refresh is shown in the panel's message line with its traceback and
+kept in ``panel.errors``; nothing is swallowed.
+
+Re-running a cell (see ``nbengine.widgets.session``): panels are registered per cell in the kernel
+session; a new panel from the same cell closes the earlier one and stops its run, unless both
+drive the same engine, in which case the run goes on and only the display is replaced.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import numbers
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ipywidgets as widgets
+
+from nbengine.engine import IDLE, PAUSED, RUNNING, Engine, Events
+from nbengine.handlers.checkpoint import Checkpoint, DiskSaver
+from nbengine.handlers.timeline import EventTimeline
+from nbengine.widgets.checkpoints_view import CheckpointsView
+from nbengine.widgets.controls import CONTROL_HELP, CONTROL_LABELS, RUN_CONTROLS, control_reasons
+from nbengine.widgets.loss_source import LossSource
+from nbengine.widgets.plots import LossPlot
+from nbengine.widgets.session import KernelSession
+from nbengine.widgets.state_view import read_state, state_html, status_badge_html
+from nbengine.widgets.timeline_view import TimelineView
+
+__all__ = ["TrainingPanel", "ActionRefused"]
+
+logger = logging.getLogger(__name__)
+
+_ICONS = {
+    "run": "play",
+    "pause": "pause",
+    "step": "step-forward",
+    "step_event": "forward",
+    "step_epoch": "fast-forward",
+    "resume": "play-circle",
+    "stop": "stop",
+}
+
+# How long a click waits for the background thread to reach its next boundary before saying so.
+_SETTLE_SECONDS = 5.0
+# How long a re-run cell waits for the earlier run to stop.
+_STOP_EARLIER_SECONDS = 10.0
+
+
+class ActionRefused(RuntimeError):
+    """A button was pressed when its action makes no sense (the status changed since it was drawn)."""
+
+
+def _check_optional_positive_int(name: str, value: Any) -> None:
+    if value is not None and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1):
+        raise ValueError(f"{name} should be a positive integer or None, got {value!r}")
+
+
+def _check_positive_number(name: str, value: Any, upper: float | None = None) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not value > 0 or (upper is not None and value > upper):
+        limit = f" and at most {upper}" if upper is not None else ""
+        raise ValueError(f"{name} should be a number greater than 0{limit}, got {value!r}")
+    return float(value)
+
+
+class TrainingPanel:
+    """Controls and live views for one trainer; display it as a cell's last expression.
+
+    >>> panel = TrainingPanel(trainer, data=train_loader, max_epochs=5,
+    ...                       evaluator=evaluator, checkpoint=checkpoint).start()   # doctest: +SKIP
+
+    Args:
+        trainer: the nbengine ``Engine`` to drive.
+        data, max_epochs, epoch_length, max_iters: what Run (and Step, from idle) runs, as for
+            ``engine.run``. Without them the panel reuses what the engine last ran.
+        evaluator: an ``Engine`` whose metrics, at each of its COMPLETED events, are plotted per
+            epoch; without it the validation part says why it is off.
+        checkpoint: a ``Checkpoint`` handler with a ``DiskSaver``: enables Save now, the list of saved
+            checkpoints and Load (which loads into the handler's ``to_save`` objects).
+        key: what identifies "the same cell" for re-runs; by default the running cell.
+        refresh_interval: seconds between display refreshes while something changes.
+        plot_interval: the least seconds between two plot redraws while training runs.
+        plot_budget: the largest share of time plot drawing may take while training runs.
+        timeline_capacity: events the timeline keeps.
+    """
+
+    def __init__(
+        self,
+        trainer: Engine,
+        *,
+        data: Iterable | None = None,
+        max_epochs: int | None = None,
+        epoch_length: int | None = None,
+        max_iters: int | None = None,
+        evaluator: Engine | None = None,
+        checkpoint: Checkpoint | None = None,
+        key: str | None = None,
+        refresh_interval: float = 0.25,
+        plot_interval: float = 1.0,
+        plot_budget: float = 0.02,
+        timeline_capacity: int = 2000,
+    ) -> None:
+        if not isinstance(trainer, Engine):
+            raise TypeError(f"trainer should be an nbengine Engine, got {trainer!r} of type {type(trainer).__name__}")
+        if evaluator is not None and not isinstance(evaluator, Engine):
+            raise TypeError(
+                f"evaluator should be an nbengine Engine or None, got {evaluator!r} of type {type(evaluator).__name__}"
+            )
+        if evaluator is trainer:
+            raise ValueError("evaluator should be another engine than trainer, got the trainer itself")
+        if checkpoint is not None:
+            if not isinstance(checkpoint, Checkpoint):
+                raise TypeError(
+                    f"checkpoint should be an nbengine Checkpoint or None, got {checkpoint!r} of type {type(checkpoint).__name__}"
+                )
+            if not isinstance(checkpoint.save_handler, DiskSaver):
+                raise TypeError(
+                    "checkpoint should save through a DiskSaver (the panel lists the saved checkpoints from its "
+                    f"folder), got a Checkpoint whose save_handler is {checkpoint.save_handler!r}"
+                )
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key should be a str or None, got {key!r} of type {type(key).__name__}")
+        self._check_run_arguments(data, max_epochs, epoch_length, max_iters)
+        self._refresh_interval = _check_positive_number("refresh_interval", refresh_interval)
+        self._plot_interval = _check_positive_number("plot_interval", plot_interval)
+        self._plot_budget = _check_positive_number("plot_budget", plot_budget, upper=1.0)
+
+        self.trainer = trainer
+        self.evaluator = evaluator
+        self.checkpoint = checkpoint
+        self._data = data
+        self._max_epochs = max_epochs
+        self._epoch_length = epoch_length
+        self._max_iters = max_iters
+
+        #: Exceptions raised by buttons and refreshes, newest last (also shown in the message line).
+        self.errors: deque[BaseException] = deque(maxlen=20)
+        #: Refreshes done so far; tests wait on it.
+        self.refresh_count = 0
+        self._pending_error: BaseException | None = None
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._plots_dirty = True
+        self._listing_dirty = checkpoint is not None
+        self._listing_signature: tuple | None = None
+        self._listed_at = 0.0
+        self._next_plot_at = 0.0
+        self._last_plot = "timeline"
+        self._loss_version = -1
+
+        self.timeline = EventTimeline(capacity=timeline_capacity).attach(trainer)
+        self.loss_source = LossSource(trainer, evaluator)
+        self._build_widgets()
+
+        self._session = KernelSession()
+        self._output_parent = self._session.current_parent()
+        self.key = key if key is not None else self._session.cell_key(self._output_parent)
+        self._replace_earlier_panel()
+        self._unregister_after_cell = self._session.after_each_cell(self._after_cell)
+
+        self.refresh()
+        self._refresher = threading.Thread(target=self._refresh_loop, name="nbengine-panel-refresh", daemon=True)
+        self._refresher.start()
+
+    # ------------------------------------------------------------------ construction
+
+    @staticmethod
+    def _check_run_arguments(data: Any, max_epochs: Any, epoch_length: Any, max_iters: Any) -> None:
+        if data is not None and not isinstance(data, Iterable):
+            raise TypeError(f"data should be an iterable (a list, a DataLoader) or None, got {data!r} of type {type(data).__name__}")
+        _check_optional_positive_int("max_epochs", max_epochs)
+        _check_optional_positive_int("epoch_length", epoch_length)
+        _check_optional_positive_int("max_iters", max_iters)
+        if max_epochs is not None and max_iters is not None:
+            raise ValueError(
+                f"max_epochs and max_iters are mutually exclusive, got max_epochs={max_epochs} and max_iters={max_iters}"
+            )
+
+    def _build_widgets(self) -> None:
+        self.status_badge = widgets.HTML()
+        self.status_badge.add_class("nbengine-status-badge")
+        self.buttons: dict[str, widgets.Button] = {}
+        for name in RUN_CONTROLS:
+            button = widgets.Button(description=CONTROL_LABELS[name], icon=_ICONS[name], layout=widgets.Layout(width="auto"))
+            button.add_class(f"nbengine-{name.replace('_', '-')}")
+            self.buttons[name] = button
+        actions: dict[str, Callable[[], None]] = {
+            "run": self._run,
+            "pause": self._pause,
+            "step": lambda: self._step(n=1),
+            "step_event": lambda: self._step(events=1),
+            "step_epoch": lambda: self._step(until=Events.EPOCH_COMPLETED),
+            "resume": self._resume,
+            "stop": self._stop,
+        }
+        for name, action in actions.items():
+            self.buttons[name].on_click(self._guarded(CONTROL_LABELS[name], action))
+        self.message = widgets.HTML()
+        self.message.add_class("nbengine-message")
+
+        self.state_view = widgets.HTML(layout=widgets.Layout(width="340px"))
+        self.state_view.add_class("nbengine-state-view")
+
+        self.loss_plot = LossPlot()
+        self.loss_image = widgets.Image(format="png", layout=widgets.Layout(width="640px"))
+        self.loss_image.add_class("nbengine-loss-plot")
+        self.log_scale = widgets.Checkbox(value=False, description="log scale", indent=False)
+        self.log_scale.observe(self._on_view_option, names="value")
+        validation_note = (
+            "" if self.evaluator is not None else "Validation metrics are off: no evaluator was given (TrainingPanel(..., evaluator=...))."
+        )
+        self.validation_note = widgets.HTML(
+            f"<span class='nbengine-note' style='color:#757575;font-size:12px'>{html.escape(validation_note)}</span>"
+        )
+
+        self.timeline_view = TimelineView(self.timeline)
+        self.timeline_view.filter.observe(self._on_view_option, names="value")
+
+        checkpoint_note = (
+            None if self.checkpoint is not None else "Checkpoints are off: no checkpoint handler was given (TrainingPanel(..., checkpoint=Checkpoint(...)))."
+        )
+        replay_note = "Replay is off: no replay recorder was given."
+        self.checkpoints_view = CheckpointsView(checkpoint_note, replay_note)
+        self.save_button = self.checkpoints_view.save_button
+        self.load_button = self.checkpoints_view.load_button
+        self.replay_button = self.checkpoints_view.replay_button
+        self.save_button.on_click(self._guarded("Save", self._save))
+        self.load_button.on_click(self._guarded("Load", self._load))
+        self.checkpoints_view.checkpoints.observe(lambda change: self._update_checkpoint_controls(self.trainer.status), names="value")
+
+        header = widgets.HBox(
+            [widgets.HTML("<b style='font-size:15px'>nbengine</b>"), self.status_badge],
+            layout=widgets.Layout(align_items="center", grid_gap="10px"),
+        )
+        controls = widgets.HBox(list(self.buttons.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        loss = widgets.VBox([self.loss_image, widgets.HBox([self.log_scale, self.validation_note])])
+        self.widget = widgets.VBox(
+            [
+                header,
+                controls,
+                self.message,
+                widgets.HBox([self.state_view, loss], layout=widgets.Layout(grid_gap="12px")),
+                self.timeline_view.widget,
+                self.checkpoints_view.widget,
+            ],
+            layout=widgets.Layout(border="1px solid #ddd", padding="8px"),
+        )
+        self.widget.add_class("nbengine-panel")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:
+        return f"TrainingPanel(trainer={self.trainer!r}, status={self.trainer.status!r}, key={self.key!r})"
+
+    # ------------------------------------------------------------------ kernel session
+
+    def _replace_earlier_panel(self) -> None:
+        registry = self._session.registry()
+        if registry is None or self.key is None:
+            return
+        earlier = registry.get(self.key)
+        registry[self.key] = self
+        if earlier is None or earlier is self:
+            return
+        stop_run = earlier.trainer is not self.trainer
+        earlier._close(stop_run=stop_run, unregister=False)
+        if stop_run and earlier.trainer.status == RUNNING:
+            self._show_message(
+                f"The earlier run of this cell has not stopped after {_STOP_EARLIER_SECONDS:.0f} s; "
+                "it stops at its next event boundary.",
+                colour="#ef6c00",
+            )
+
+    def _after_cell(self) -> None:
+        # After every cell: a trainer stepped or loaded in a cell shows at once.
+        if not self._closed.is_set():
+            self._guarded("refresh", self.refresh)()
+
+    @contextmanager
+    def _background_run(self) -> Iterator[None]:
+        # Entered by the engine inside its thread: output to the starting cell, last refresh at the end.
+        with self._session.route_output(self._output_parent):
+            try:
+                yield
+            finally:
+                if not self._closed.is_set():
+                    self._guarded("refresh", self.refresh)()
+
+    # ------------------------------------------------------------------ public API
+
+    def start(
+        self,
+        data: Iterable | None = None,
+        max_epochs: int | None = None,
+        epoch_length: int | None = None,
+        max_iters: int | None = None,
+    ) -> TrainingPanel:
+        """Start (or continue) training in the background and return the panel, so that
+        ``TrainingPanel(trainer, ...).start()`` as a cell's last line shows it. Arguments given here
+        replace those given to the panel. Printed output goes to the cell calling this."""
+        self._check_run_arguments(data, max_epochs, epoch_length, max_iters)
+        if max_epochs is not None or max_iters is not None:
+            self._max_epochs, self._max_iters = max_epochs, max_iters
+        if data is not None:
+            self._data = data
+        if epoch_length is not None:
+            self._epoch_length = epoch_length
+        parent = self._session.current_parent()
+        if parent is not None:
+            self._output_parent = parent
+        self._settle()
+        if self.trainer.status == PAUSED:
+            self.trainer.start(thread_setup=self._background_run)
+        else:
+            self.trainer.start(**self._run_arguments(), thread_setup=self._background_run)
+        self.refresh()
+        return self
+
+    def wait(self, timeout: float | None = None) -> Any:
+        """Wait for the background run to end (finished, paused or failed) and return the trainer's
+        state; re-raises the run's exception."""
+        error, self._pending_error = self._pending_error, None
+        if error is not None:
+            raise error
+        return self.trainer.wait(timeout)
+
+    def refresh(self) -> None:
+        """Bring the display up to date now (any thread)."""
+        with self._lock:
+            self._refresh_locked()
+
+    def close(self) -> None:
+        """Remove the panel: stop refreshing, detach its recorders, close its widgets. The run itself
+        goes on; ``trainer.stop()`` ends it."""
+        self._close(stop_run=False, unregister=True)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    # ------------------------------------------------------------------ closing
+
+    def _close(self, stop_run: bool, unregister: bool) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._wake.set()
+        if stop_run:
+            self._stop_engine_for_rerun()
+        self._unregister_after_cell()
+        self.timeline.detach()
+        self.loss_source.detach()
+        if unregister:
+            registry = self._session.registry()
+            if registry is not None and self.key is not None and registry.get(self.key) is self:
+                del registry[self.key]
+        if threading.current_thread() is not self._refresher:
+            self._refresher.join(timeout=5.0)
+        with self._lock:
+            self._close_widgets()
+
+    def _stop_engine_for_rerun(self) -> None:
+        trainer = self.trainer
+        if trainer.status not in (RUNNING, PAUSED):
+            return
+        trainer.stop()
+        try:
+            self._join(_STOP_EARLIER_SECONDS)
+        except TimeoutError:
+            # Reported by the replacing panel, which checks the status.
+            pass
+
+    def _close_widgets(self) -> None:
+        stack = [self.widget]
+        while stack:
+            widget = stack.pop()
+            stack.extend(getattr(widget, "children", ()))
+            widget.close()
+
+    # ------------------------------------------------------------------ button actions
+
+    def _guarded(self, action: str, function: Callable[[], None]) -> Callable[..., None]:
+        def run(*_: Any) -> None:
+            try:
+                with self._session.route_output(self._output_parent):
+                    function()
+            except ActionRefused as refusal:
+                self._show_message(str(refusal), colour="#ef6c00")
+            except Exception as error:  # shown in the panel and kept in self.errors, never dropped
+                self._report_error(action, error)
+            if action != "refresh" and not self._closed.is_set():
+                try:
+                    self.refresh()
+                except Exception as error:  # same: shown and kept
+                    self._report_error("refresh", error)
+
+        return run
+
+    def _report_error(self, action: str, error: BaseException) -> None:
+        self.errors.append(error)
+        logger.error("nbengine panel: %s failed: %r", action, error, exc_info=error)
+        trace = "".join(traceback.format_exception(error))
+        self._show_message(
+            f"{action} failed: {type(error).__name__}: {error}",
+            colour="#c62828",
+            details=trace,
+        )
+
+    def _show_message(self, text: str, colour: str = "#2e7d32", details: str | None = None) -> None:
+        body = f"<span style='color:{colour}'>{html.escape(text)}</span>"
+        if details:
+            body += (
+                "<pre style='font-size:11px;white-space:pre-wrap;max-height:200px;overflow:auto;margin:2px 0'>"
+                f"{html.escape(details)}</pre>"
+            )
+        with self._lock:
+            if not self._closed.is_set():
+                self.message.value = f"<div class='nbengine-message-text'>{body}</div>"
+
+    def _join(self, timeout: float) -> None:
+        """Wait for the background thread to end. Its exception is kept for ``wait()``."""
+        try:
+            self.trainer.wait(timeout)
+        except TimeoutError:
+            raise
+        except BaseException as error:  # the run's own failure: wait() re-raises it later
+            self._pending_error = error
+
+    def _settle(self) -> None:
+        """After a pause, wait for the background thread to finish leaving (a boundary away)."""
+        if self.trainer.status != RUNNING:
+            self._join(_SETTLE_SECONDS)
+
+    def _refuse_unless_enabled(self, name: str) -> None:
+        reason = self._control_reasons(self.trainer.status)[name]
+        if reason is not None:
+            raise ActionRefused(f"{CONTROL_LABELS[name]} is not possible now: {reason}")
+
+    def _run_arguments(self) -> dict[str, Any]:
+        state = self.trainer.state
+        data = self._data
+        max_epochs, max_iters = self._max_epochs, self._max_iters
+        if max_epochs is None and max_iters is None:
+            max_iters = state.max_iters
+            max_epochs = state.max_epochs if max_iters is None else None
+        arguments: dict[str, Any] = {"data": data, "max_epochs": max_epochs, "max_iters": max_iters}
+        if self._epoch_length is not None:
+            arguments["epoch_length"] = self._epoch_length
+        return arguments
+
+    def _can_start(self) -> tuple[bool, str]:
+        if self._data is not None or self._epoch_length is not None or self.trainer.state.dataloader is not None:
+            return True, ""
+        return False, "the panel has no data to run: give TrainingPanel(trainer, data=...) or call panel.start(data)"
+
+    def _control_reasons(self, status: str) -> dict[str, str | None]:
+        can_start, why = self._can_start()
+        return control_reasons(status, can_start=can_start, cannot_start_reason=why)
+
+    def _run(self) -> None:
+        self._settle()
+        self._refuse_unless_enabled("run")
+        self.trainer.start(**self._run_arguments(), thread_setup=self._background_run)
+
+    def _pause(self) -> None:
+        self._refuse_unless_enabled("pause")
+        self.trainer.pause()
+        try:
+            self._join(_SETTLE_SECONDS)
+        except TimeoutError:
+            self._show_message("Pausing: the engine pauses at its next event boundary.", colour="#ef6c00")
+            return
+        self._show_message(f"Paused at {self._position()}.", colour="#ef6c00")
+
+    def _step(self, **condition: Any) -> None:
+        self._settle()
+        name = "step" if "n" in condition else ("step_event" if "events" in condition else "step_epoch")
+        self._refuse_unless_enabled(name)
+        if self.trainer.status == PAUSED:
+            self.trainer.step(**condition)
+        else:
+            self.trainer.step(**condition, **self._run_arguments())
+        self._show_message(f"Stepped to {self._position()}.", colour="#ef6c00")
+
+    def _resume(self) -> None:
+        self._settle()
+        self._refuse_unless_enabled("resume")
+        self.trainer.start(thread_setup=self._background_run)
+
+    def _stop(self) -> None:
+        self._settle()
+        self._refuse_unless_enabled("stop")
+        self.trainer.stop()
+        try:
+            self._join(_SETTLE_SECONDS)
+        except TimeoutError:
+            self._show_message("Stopping: the run ends at its next event boundary.", colour="#ef6c00")
+            return
+        self._show_message(f"Stopped at {self._position()}.", colour="#1565c0")
+
+    def _position(self) -> str:
+        state = self.trainer.state
+        event = self.trainer.last_event
+        name = getattr(event, "name", event)
+        return f"epoch {state.epoch}, iteration {state.iteration} ({name})"
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save(self) -> None:
+        if self.checkpoint is None:
+            raise RuntimeError("Save is not possible: the panel has no checkpoint handler")
+        future = self.checkpoint.request_save(self.trainer)
+        if future.done():
+            self._on_saved(future)
+        else:
+            self._show_message("Saving at the next event boundary…", colour="#ef6c00")
+            future.add_done_callback(self._on_saved)
+
+    def _on_saved(self, future: Any) -> None:
+        # Runs on the training side when the save happened at a boundary: only flag and wake.
+        error = future.exception()
+        if error is not None:
+            self._report_error("Save", error)
+            return
+        path = future.result()
+        if path is None:
+            self._show_message("Not saved: the score did not beat the kept checkpoints.", colour="#ef6c00")
+        else:
+            self._show_message(f"Saved {path}.")
+        self._listing_dirty = True
+        self._wake.set()
+
+    def _load(self) -> None:
+        if self.checkpoint is None:
+            raise RuntimeError("Load is not possible: the panel has no checkpoint handler")
+        self._settle()
+        status = self.trainer.status
+        if status not in (PAUSED, IDLE):
+            raise ActionRefused(f"Load is possible only while paused or idle; the engine is {status}")
+        path = self.checkpoints_view.checkpoints.value
+        if not path:
+            raise ActionRefused("Load needs a checkpoint: none is selected (save one first)")
+        loader = type(self.checkpoint).load_objects
+        to_load = self.checkpoint.to_save
+        self.trainer.call_at_boundary(lambda: loader(to_load=to_load, checkpoint=path)).result()
+        self._show_message(f"Loaded {path}: now at {self._position()}.", colour="#1565c0")
+
+    def _update_checkpoint_controls(self, status: str) -> None:
+        view = self.checkpoints_view
+        if self.checkpoint is None:
+            for button in (view.save_button, view.load_button):
+                button.disabled = True
+                button.tooltip = "no checkpoint handler was given"
+            view.checkpoints.disabled = True
+        else:
+            view.save_button.disabled = False
+            if status not in (PAUSED, IDLE):
+                reason = f"Load is possible only while paused or idle; the engine is {status}"
+            elif not view.checkpoints.value:
+                reason = "no checkpoint saved yet"
+            else:
+                reason = None
+            view.load_button.disabled = reason is not None
+            view.load_button.tooltip = reason or "Load the selected checkpoint into the handler's objects"
+        view.replay_button.disabled = True
+        view.replay_epoch.disabled = True
+
+    def _update_listing(self, status: str) -> None:
+        if self.checkpoint is None:
+            return
+        signature = (status, self.trainer.state.epoch)
+        now = time.monotonic()
+        due = signature != self._listing_signature and now - self._listed_at > 2.0
+        if not (self._listing_dirty or due):
+            return
+        self._listing_dirty = False
+        self._listing_signature = signature
+        self._listed_at = now
+        self.checkpoints_view.show_listing(self.checkpoint.list_checkpoints())
+
+    # ------------------------------------------------------------------ refreshing
+
+    def _on_view_option(self, change: Any) -> None:
+        self.timeline_view.force()
+        self._loss_version = -1
+        self._next_plot_at = 0.0
+        self._guarded("refresh", self.refresh)()
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self._refresh_interval)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self.refresh()
+            except Exception as error:  # shown in the panel; the loop goes on
+                self._report_error("refresh", error)
+
+    def _refresh_locked(self) -> None:
+        if self._closed.is_set():
+            return
+        snapshot = read_state(self.trainer)
+        status = snapshot.status
+        self.status_badge.value = status_badge_html(status, self._position())
+        self.state_view.value = state_html(snapshot)
+        for name, reason in self._control_reasons(status).items():
+            button = self.buttons[name]
+            button.disabled = reason is not None
+            button.tooltip = reason or CONTROL_HELP[name]
+        self._update_listing(status)
+        self._update_checkpoint_controls(status)
+        if self.timeline_view.changed_since_table():
+            self.timeline_view.update_table()
+        self._refresh_plots(status == RUNNING)
+        self.refresh_count += 1
+
+    def _refresh_plots(self, running: bool) -> None:
+        loss_changed = self.loss_source.version != self._loss_version
+        timeline_changed = self.timeline_view.changed_since_plot()
+        if not (loss_changed or timeline_changed):
+            return
+        now = time.monotonic()
+        if running and now < self._next_plot_at:
+            return
+        # While running, one plot per turn, alternating, under the time budget; otherwise both now.
+        if running and loss_changed and timeline_changed:
+            todo = ["loss" if self._last_plot == "timeline" else "timeline"]
+        else:
+            todo = [name for name, changed in (("loss", loss_changed), ("timeline", timeline_changed)) if changed]
+        began = time.perf_counter()
+        for name in todo:
+            if name == "loss":
+                version = self.loss_source.version
+                self.loss_image.value = self.loss_plot.render(
+                    self.loss_source.loss_data(), log_scale=self.log_scale.value, subtitle=self._position()
+                )
+                self._loss_version = version
+            else:
+                self.timeline_view.update_plot()
+            self._last_plot = name
+        spent = time.perf_counter() - began
+        self._next_plot_at = time.monotonic() + max(self._plot_interval, spent / self._plot_budget)

@@ -1,0 +1,154 @@
+"""The panel's event timeline: a filter by event type, a table of the recent events and their plot.
+
+This module owns how an ``EventTimeline`` (``nbengine.handlers.timeline``) is shown: the event
+types offered by the filter (in run order, custom events after the built-in ones), the table of
+the last events that pass the filter (number, event, epoch, iteration, each handler with its
+duration) and the ``TimelinePlot`` image. It reads the timeline only through ``snapshot()``, so
+it may run on any thread; the panel decides when.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+
+import ipywidgets as widgets
+
+from nbengine.handlers.timeline import EventTimeline, TimelineEntry
+from nbengine.widgets.plots import TimelinePlot
+
+__all__ = ["TimelineView", "timeline_table_html"]
+
+#: Built-in events in the order a run fires them; the filter and the plot list them this way.
+RUN_ORDER = (
+    "STARTED",
+    "EPOCH_STARTED",
+    "GET_BATCH_STARTED",
+    "GET_BATCH_COMPLETED",
+    "ITERATION_STARTED",
+    "ITERATION_COMPLETED",
+    "DATALOADER_STOP_ITERATION",
+    "EXCEPTION_RAISED",
+    "TERMINATE_SINGLE_EPOCH",
+    "EPOCH_COMPLETED",
+    "TERMINATE",
+    "INTERRUPT",
+    "COMPLETED",
+)
+
+ALL_EVENTS = ""
+
+
+def _ordered(names: set[str], first_seen: list[str]) -> list[str]:
+    builtin = [name for name in RUN_ORDER if name in names]
+    custom = [name for name in first_seen if name in names and name not in RUN_ORDER]
+    return builtin + custom
+
+
+def timeline_table_html(entries: Sequence[TimelineEntry], total: int, capacity: int) -> str:
+    """The table of ``entries`` (oldest first); ``total`` events recorded in all, ``capacity`` kept."""
+    head = (
+        "<tr style='color:#555'><th>#</th><th>event</th><th>epoch</th><th>iter</th>"
+        "<th>handlers (ms)</th><th>t (s)</th></tr>"
+    )
+    rows = []
+    for entry in entries:
+        handlers = ", ".join(f"{html.escape(_short(name))} {seconds * 1e3:.3f}" for name, seconds in entry.handlers)
+        rows.append(
+            f"<tr class='nbengine-timeline-row'><td>{entry.seq}</td><td><code>{entry.event.lower()}</code></td>"
+            f"<td>{entry.epoch}</td><td>{entry.iteration}</td>"
+            f"<td style='max-width:260px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap'>{handlers or '—'}</td>"
+            f"<td>{entry.time:.4f}</td></tr>"
+        )
+    caption = (
+        f"<div class='nbengine-timeline-count' style='font-size:12px;color:#555'>{total} events recorded; "
+        f"the last {min(total, capacity)} are kept</div>"
+    )
+    if not rows:
+        rows.append("<tr><td colspan='6' style='color:#999'>no events yet</td></tr>")
+    return (
+        caption
+        + "<table class='nbengine-timeline' style='border-collapse:collapse;font-size:12px;width:100%'>"
+        + head
+        + "".join(rows)
+        + "</table>"
+    )
+
+
+def _short(qualname: str) -> str:
+    # "make_trainer.<locals>.log_loss" -> "log_loss": the local scope says nothing in a notebook.
+    return qualname.rsplit("<locals>.", 1)[-1]
+
+
+class TimelineView:
+    """Filter dropdown, table and plot of one ``EventTimeline``."""
+
+    def __init__(self, timeline: EventTimeline, rows: int = 14) -> None:
+        self.timeline = timeline
+        self.rows = rows
+        self._first_seen: list[str] = []
+        self._names: set[str] = set()
+        self.filter = widgets.Dropdown(
+            options=[("all events", ALL_EVENTS)],
+            value=ALL_EVENTS,
+            description="show",
+            layout=widgets.Layout(width="280px"),
+        )
+        self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.plot = TimelinePlot()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="480px"))
+        self.image.add_class("nbengine-timeline-plot")
+        self._shown_count = -1
+        self._plotted_count = -1
+        table_box = widgets.Box([self.table], layout=widgets.Layout(width="52%", max_height="330px", overflow="auto"))
+        self.widget = widgets.VBox([widgets.HTML("<b>Event timeline</b>"), self.filter, widgets.HBox([table_box, self.image])])
+
+    def _entries(self) -> list[TimelineEntry]:
+        entries = self.timeline.snapshot()
+        for entry in entries:
+            if entry.event not in self._names:
+                self._names.add(entry.event)
+                self._first_seen.append(entry.event)
+        return entries
+
+    def _update_filter_options(self) -> None:
+        options = [("all events", ALL_EVENTS)] + [(name.lower(), name) for name in _ordered(self._names, self._first_seen)]
+        if list(self.filter.options) != options:
+            selected = self.filter.value
+            # Setting options selects the first one ("all events"); keep the user's choice.
+            self.filter.options = options
+            if selected in {value for _, value in options}:
+                self.filter.value = selected
+
+    def _filtered(self, entries: list[TimelineEntry]) -> list[TimelineEntry]:
+        wanted = self.filter.value
+        return entries if wanted == ALL_EVENTS else [entry for entry in entries if entry.event == wanted]
+
+    def changed_since_table(self) -> bool:
+        return self.timeline.count != self._shown_count
+
+    def changed_since_plot(self) -> bool:
+        return self.timeline.count != self._plotted_count
+
+    def update_table(self) -> None:
+        """Refresh the filter's choices and the table (cheap)."""
+        count = self.timeline.count
+        entries = self._entries()
+        self._update_filter_options()
+        shown = self._filtered(entries)[-self.rows :]
+        self.table.value = timeline_table_html(shown, count, self.timeline.capacity)
+        self._shown_count = count
+
+    def update_plot(self) -> None:
+        """Redraw the plot (tens of milliseconds: the panel throttles it)."""
+        count = self.timeline.count
+        entries = self._filtered(self._entries())
+        wanted = self.filter.value
+        names = [wanted] if wanted != ALL_EVENTS else _ordered(self._names, self._first_seen)
+        self.image.value = self.plot.render(entries, names)
+        self._plotted_count = count
+
+    def force(self) -> None:
+        """Make the next check see a change (after the filter changed)."""
+        self._shown_count = -1
+        self._plotted_count = -1
