@@ -1,3 +1,11 @@
 """Small helpers shared by the engine, handlers and metrics: device moves (``convert_tensor``) and seeding."""
 
+from nbengine.utils.seed import (
+    check_rng_states,
+    derive_seed,
+    get_rng_states,
+    manual_seed,
+    preserve_random_state,
+    set_rng_states,
+)
 from nbengine.utils.tensors import apply_to_tensor, apply_to_type, convert_tensor
