@@ -3,9 +3,10 @@ nbengine's supervised trainer and pytorch-ignite's (the reference; `pip install 
 
 Cases:
 - the MLP step (32-64-10, batch 64, SGD, 1 thread): a hand-written loop; the same step as an
-  Engine's process function; each library's ``create_supervised_trainer`` alone; and with its ProgressBar attached the way ignite's docs do
-  (``pbar.attach(trainer, output_transform=lambda x: {"loss": x})``), plus, for nbengine, the loss
-  history recorder of ``nbengine.handlers.history`` when that module exists;
+  Engine's process function; each library's ``create_supervised_trainer`` alone; and with its
+  ProgressBar attached the way ignite's docs do (``pbar.attach(trainer, output_transform=lambda x:
+  {"loss": x})``), plus, for nbengine, the loss history recorder of ``nbengine.handlers.history``
+  when that module exists (also without its batch fingerprints, "no fp", to show what they cost);
 - a no-op step with and without the bar, to show the bar's own per-iteration cost.
 
 Both bars write to os.devnull, so terminal speed does not enter. Repetitions of all cases are
@@ -39,20 +40,19 @@ except ImportError:  # the table still shows nbengine against the bare loop
     IgProgressBar = None
 
 
-def find_loss_history() -> tuple[Callable[[Any], None] | None, str]:
-    """Return (a function attaching nbengine's loss history recorder to a trainer, or None; what was found)."""
+def find_loss_history() -> tuple[type | None, str]:
+    """Return (nbengine's loss history recorder class, or None if it does not exist yet; a line saying which)."""
     try:
         history = importlib.import_module("nbengine.handlers.history")
     except ModuleNotFoundError:
         return None, "nbengine.handlers.history does not exist yet: the nbengine bar case is the bar alone"
-    for name in ("LossHistory", "History"):
-        recorder_cls = getattr(history, name, None)
-        if recorder_cls is not None:
-            return (lambda trainer: recorder_cls().attach(trainer)), f"loss history: nbengine.handlers.history.{name}"
-    raise RuntimeError(
-        f"nbengine.handlers.history has no LossHistory or History class (it has {sorted(vars(history))}); "
-        "update find_loss_history() in this benchmark"
-    )
+    recorder_cls = getattr(history, "History", None)
+    if recorder_cls is None:
+        raise RuntimeError(
+            f"nbengine.handlers.history has no History class (it has {sorted(vars(history))}); "
+            "update find_loss_history() in this benchmark"
+        )
+    return recorder_cls, "loss history: nbengine.handlers.history.History (per-iteration outputs and batch fingerprints)"
 
 
 class Mlp:
@@ -127,19 +127,25 @@ def main() -> None:
     torch.set_num_threads(1)
     logging.getLogger("ignite").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
-    repeats = 3 if args.quick else 7
+    repeats = 3 if args.quick else 11
     mlp_batches = 300 if args.quick else 2_000
     noop_iterations = 5_000 if args.quick else 50_000
     noop_data = list(range(noop_iterations))
     sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
-    attach_history, history_note = find_loss_history()
+    history_cls, history_note = find_loss_history()
 
     def nb_bar(trainer: Any) -> None:
         NbProgressBar(file=sink).attach(trainer, output_transform=lambda x: {"loss": x})
 
+    def nb_history(trainer: Any) -> None:
+        history_cls().attach(trainer)
+
+    def nb_history_without_fingerprints(trainer: Any) -> None:
+        history_cls(fingerprint=None).attach(trainer)
+
     def nb_bar_and_history(trainer: Any) -> None:
         nb_bar(trainer)
-        attach_history(trainer)
+        nb_history(trainer)
 
     def ig_bar(trainer: Any) -> None:
         IgProgressBar(file=sink).attach(trainer, output_transform=lambda x: {"loss": x})
@@ -150,8 +156,11 @@ def main() -> None:
         "nbengine: trainer": lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), None),
         "nbengine: trainer + bar": lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), nb_bar),
     }
-    if attach_history is not None:
-        cases["nbengine: trainer + history"] = lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), attach_history)
+    if history_cls is not None:
+        cases["nbengine: trainer + history"] = lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), nb_history)
+        cases["nbengine: trainer + history, no fp"] = lambda: trainer_mlp(
+            nb_engine, Mlp(mlp_batches), nb_history_without_fingerprints
+        )
         cases["nbengine: trainer + bar + history"] = lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), nb_bar_and_history)
     if ig_engine is not None:
         cases["ignite: Engine(step)"] = lambda: engine_mlp(ig_engine, Mlp(mlp_batches))
