@@ -289,7 +289,8 @@ def _crc32_of_ranges(
 
 @contextmanager
 def _thread_pool(payload_bytes: int) -> Iterator[ThreadPoolExecutor | None]:
-    workers = min(_MAX_WORKERS, os.cpu_count() or 1)
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    workers = min(_MAX_WORKERS, len(usable))
     if payload_bytes < _PARALLEL_MIN_BYTES or workers < 2 or not _POSITIONAL_READS:
         yield None
         return
