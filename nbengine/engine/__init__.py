@@ -4,6 +4,12 @@ Import paths mirror pytorch-ignite's ``ignite.engine``. This layer is pure Pytho
 imports ipywidgets, IPython or matplotlib.
 """
 
+from nbengine.engine.deterministic import (
+    DeterministicEngine,
+    ReproducibleBatchSampler,
+    keep_random_state,
+    update_dataloader,
+)
 from nbengine.engine.engine import DONE, FAILED, IDLE, PAUSED, RUNNING, Engine
 from nbengine.engine.events import (
     CallableEventWithFilter,
@@ -26,6 +32,10 @@ from nbengine.engine.supervised import (
 
 __all__ = [
     "Engine",
+    "DeterministicEngine",
+    "ReproducibleBatchSampler",
+    "keep_random_state",
+    "update_dataloader",
     "Events",
     "EventEnum",
     "EventsList",
