@@ -330,13 +330,10 @@ class Checkpoint:
             raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
         return engine.call_at_boundary(lambda: self._save(engine))
 
-    def _last_event(self, engine: Engine) -> Any:
-        return getattr(engine, "last_event_name", getattr(engine, "last_event", None))
-
     def _save(self, engine: Engine) -> Path | str | None:
         global_step = None
         if self.global_step_transform is not None:
-            global_step = self.global_step_transform(engine, self._last_event(engine))
+            global_step = self.global_step_transform(engine, engine.last_event)
         if self.score_function is not None:
             priority = self.score_function(engine)
             if not isinstance(priority, numbers.Real) or isinstance(priority, bool):

@@ -35,7 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -78,25 +78,35 @@ _ENCRYPTED_FLAG = 0x1
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file that cannot be trusted. ``path`` names the file."""
+    """A checkpoint file that cannot be trusted. ``path`` names the file, ``detail`` says why."""
 
-    def __init__(self, path: str | os.PathLike, message: str) -> None:
+    def __init__(self, path: str | os.PathLike, detail: str) -> None:
         self.path = Path(path)
-        super().__init__(message)
+        self.detail = detail
+        super().__init__(self._message(path, detail))
+
+    @staticmethod
+    def _message(path: str | os.PathLike, detail: str) -> str:
+        return f"cannot trust checkpoint file '{path}': {detail}"
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.path, self.detail)
 
 
 class CorruptCheckpointError(CheckpointError):
     """The file is truncated, damaged, or not a checkpoint at all."""
 
-    def __init__(self, path: str | os.PathLike, detail: str) -> None:
-        super().__init__(path, f"checkpoint file '{path}' is corrupt or truncated: {detail}")
+    @staticmethod
+    def _message(path: str | os.PathLike, detail: str) -> str:
+        return f"checkpoint file '{path}' is corrupt or truncated: {detail}"
 
 
 class UnsafeCheckpointError(CheckpointError):
     """The file's pickle would run code or build objects outside torch's weights-only allow-list."""
 
-    def __init__(self, path: str | os.PathLike, detail: str) -> None:
-        super().__init__(path, f"refusing to load checkpoint file '{path}': {detail}")
+    @staticmethod
+    def _message(path: str | os.PathLike, detail: str) -> str:
+        return f"refusing to load checkpoint file '{path}': {detail}"
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,9 @@ class _Layout:
     size: int
     members: tuple[_Member, ...]
     trailer: dict | None
-    # Where the zip comment (the trailer) starts; every byte before it is covered by a CRC-32.
+    # Offset of the zip comment's length field. Every byte before it is covered by a CRC-32 (the
+    # members' own, or the trailer's layout_crc32); the length is checked by parsing, and the
+    # comment (the trailer) carries its own CRC-32.
     covered_end: int
 
     def gaps(self) -> list[tuple[int, int]]:
@@ -239,14 +251,14 @@ def _crc32_of_pieces(fd: int, pieces: list[tuple[int, int, int, memoryview | Non
 def _crc32_of_ranges(
     fd: int,
     ranges: Sequence[tuple[int, int]],
-    pool: ThreadPoolExecutor | None,
+    pool: _Pool | None,
     into: Sequence[memoryview] | None = None,
 ) -> list[tuple[int, int]]:
     """(CRC-32, bytes read) of each (offset, length), copied into ``into[i]`` when given.
 
     With a pool, a long range is cut into one piece per thread and small ranges are batched, so
     that every thread gets a few megabytes; the pieces' CRCs are then combined in order."""
-    workers = pool._max_workers if pool is not None else 1  # noqa: SLF001 - our own pool
+    workers = pool.workers if pool is not None else 1
     # (range index, file offset, length, destination) of each piece, in file order within a range
     pieces: list[tuple[int, int, int, memoryview | None]] = []
     for index, (offset, length) in enumerate(ranges):
@@ -273,7 +285,8 @@ def _crc32_of_ranges(
     if pool is None or len(batches) == 1:
         outcomes = [_crc32_of_pieces(fd, batch) for batch in batches]
     else:
-        outcomes = [job.result() for job in [pool.submit(_crc32_of_pieces, fd, batch) for batch in batches]]
+        jobs = [pool.executor.submit(_crc32_of_pieces, fd, batch) for batch in batches]
+        outcomes = [job.result() for job in jobs]
     results: list[tuple[int, int]] = [(0, 0)] * len(ranges)
     short: set[int] = set()
     for batch, outcome in zip(batches, outcomes):
@@ -287,15 +300,22 @@ def _crc32_of_ranges(
     return results
 
 
+class _Pool(NamedTuple):
+    executor: ThreadPoolExecutor
+    workers: int
+
+
 @contextmanager
-def _thread_pool(payload_bytes: int) -> Iterator[ThreadPoolExecutor | None]:
+def _thread_pool(payload_bytes: int) -> Iterator[_Pool | None]:
+    """Threads to read and check with, for files big enough to gain from them (zlib.crc32 and
+    os.preadv release the GIL); None means: do it all in this thread."""
     usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
     workers = min(_MAX_WORKERS, len(usable))
     if payload_bytes < _PARALLEL_MIN_BYTES or workers < 2 or not _POSITIONAL_READS:
         yield None
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbengine-checkpoint-crc") as pool:
-        yield pool
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbengine-checkpoint-crc") as executor:
+        yield _Pool(executor, workers)
 
 
 # ----------------------------------------------------------------------------------------- layout
@@ -503,7 +523,7 @@ def _check_member(path: str | os.PathLike, layout: _Layout, member: _Member, crc
         )
 
 
-def _verify_structure(fd: int, path: str | os.PathLike, layout: _Layout, pool: ThreadPoolExecutor | None) -> None:
+def _verify_structure(fd: int, path: str | os.PathLike, layout: _Layout, pool: _Pool | None) -> None:
     """Check the bytes between member data against the trailer's CRC-32 (files with a trailer)."""
     if layout.trailer is None:
         return
@@ -516,7 +536,7 @@ def _verify_structure(fd: int, path: str | os.PathLike, layout: _Layout, pool: T
 
 
 def _verify_members(
-    fd: int, path: str | os.PathLike, layout: _Layout, members: Sequence[_Member], pool: ThreadPoolExecutor | None
+    fd: int, path: str | os.PathLike, layout: _Layout, members: Sequence[_Member], pool: _Pool | None
 ) -> None:
     results = _crc32_of_ranges(fd, [(m.data_offset, m.size) for m in members], pool)
     for member, (crc, got) in zip(members, results):
@@ -570,7 +590,7 @@ def _require_safe_torch() -> None:
 class _VerifyingReader(io.RawIOBase):
     """The file as torch.load reads it: each member torch reads whole is checked as it is copied."""
 
-    def __init__(self, fd: int, path: Path, layout: _Layout, pool: ThreadPoolExecutor | None) -> None:
+    def __init__(self, fd: int, path: Path, layout: _Layout, pool: _Pool | None) -> None:
         super().__init__()
         self._fd = fd
         self._path = path
@@ -666,6 +686,7 @@ def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> Any:
                 reader = None
             else:
                 reader = _VerifyingReader(fd, path, layout, pool)
+                reader.verified.update(m.name for m in small)
                 source = reader
             try:
                 result = torch.load(source, weights_only=True, mmap=mmap)
@@ -680,8 +701,8 @@ def load_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> Any:
             if reader is not None:
                 if reader.failure is not None:
                     raise reader.failure
-                checked = {m.name for m in small} | reader.verified
-                _verify_members(fd, path, layout, [m for m in layout.members if m.name not in checked], pool)
+                unread = [m for m in layout.members if m.name not in reader.verified]
+                _verify_members(fd, path, layout, unread, pool)
     return result
 
 
@@ -766,10 +787,13 @@ def write_checkpoint_file(fd: int, path: str | os.PathLike, obj: Any, metadata: 
     sink = _FileSink(fd)
     try:
         torch.save(obj, sink)
-    except BaseException as error:
-        if sink.error is not None and error is not sink.error:
-            raise sink.error from error
+    except BaseException:
+        if sink.error is not None:
+            # torch turns the failed write into "unexpected pos ..."; the disk's error is the news.
+            raise sink.error from None
         raise
+    if sink.error is not None:
+        raise sink.error
     layout, trailer = _trailer_for(fd, path, metadata)
     os.lseek(fd, layout.covered_end, os.SEEK_SET)
     sink.write(struct.pack("<H", len(trailer)) + trailer)
