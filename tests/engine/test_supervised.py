@@ -20,6 +20,7 @@ from nbengine.engine import (
     supervised_training_step_apex,
     supervised_training_step_tpu,
 )
+from nbengine.engine.deterministic import DeterministicEngine
 from nbengine.metrics import Accuracy, Loss
 
 HAS_APEX = importlib.util.find_spec("apex") is not None
@@ -313,13 +314,24 @@ def test_amp_with_a_given_scaler_instance_is_used_and_not_stored():
     assert not hasattr(trainer.state, "scaler")
 
 
-def test_deterministic_flag_gives_a_deterministic_engine():
-    deterministic = pytest.importorskip("nbengine.engine.deterministic")
-    model = mlp(seed=16)
-    trainer = create_supervised_trainer(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.CrossEntropyLoss(), deterministic=True
-    )
-    assert isinstance(trainer, deterministic.DeterministicEngine)
+def test_deterministic_flag_gives_a_reproducible_deterministic_engine():
+    x, y = random_batches(count=1, size=96, seed=16, features=8, classes=3)[0]
+
+    def train(seed):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Dropout(0.3), torch.nn.Linear(16, 3))
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16, shuffle=True)
+        trainer = create_supervised_trainer(
+            model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.CrossEntropyLoss(), deterministic=True
+        )
+        assert isinstance(trainer, DeterministicEngine)
+        torch.manual_seed(seed)
+        trainer.run(loader, max_epochs=2)
+        return [p.detach().clone() for p in model.parameters()]
+
+    first, again, other = train(seed=1), train(seed=1), train(seed=2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other))
 
 
 @pytest.mark.skipif(HAS_APEX, reason="apex is installed")
