@@ -282,11 +282,12 @@ def _crc32_of_ranges(
                 batch, batch_bytes = [], 0
         if batch:
             batches.append(batch)
-    if pool is None or len(batches) == 1:
+    if pool is None or len(batches) <= 1:
         outcomes = [_crc32_of_pieces(fd, batch) for batch in batches]
     else:
-        jobs = [pool.executor.submit(_crc32_of_pieces, fd, batch) for batch in batches]
-        outcomes = [job.result() for job in jobs]
+        # This thread takes the first batch itself rather than wait idle for the pool.
+        jobs = [pool.executor.submit(_crc32_of_pieces, fd, batch) for batch in batches[1:]]
+        outcomes = [_crc32_of_pieces(fd, batches[0]), *(job.result() for job in jobs)]
     results: list[tuple[int, int]] = [(0, 0)] * len(ranges)
     short: set[int] = set()
     for batch, outcome in zip(batches, outcomes):
@@ -314,7 +315,8 @@ def _thread_pool(payload_bytes: int) -> Iterator[_Pool | None]:
     if payload_bytes < _PARALLEL_MIN_BYTES or workers < 2 or not _POSITIONAL_READS:
         yield None
         return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbengine-checkpoint-crc") as executor:
+    # The calling thread is one of the workers.
+    with ThreadPoolExecutor(max_workers=workers - 1, thread_name_prefix="nbengine-checkpoint-crc") as executor:
         yield _Pool(executor, workers)
 
 
