@@ -17,5 +17,7 @@ from nbengine.handlers.checkpoint import (
     read_checkpoint_info,
     verify_checkpoint,
 )
+from nbengine.handlers.history import History, HistorySnapshot, batch_fingerprint
 from nbengine.handlers.progress import ProgressBar
+from nbengine.handlers.replay import EpochReplay, ReplayReport
 from nbengine.handlers.timeline import EventTimeline, TimelineEntry

@@ -1,0 +1,486 @@
+"""``History``: the per-iteration outputs and batch fingerprints, and the per-epoch metrics, of a run.
+
+This module owns what the loss panel and epoch replay read about a run's past: for every iteration,
+its run number, epoch, iteration, a fingerprint of the batch and the process function's output as
+Python floats (never tensors, which could keep a graph alive); for every epoch, the scalar metrics.
+Memory is bounded: iterations live in preallocated numpy ring buffers of ``capacity`` rows, epochs
+in a ring of ``epoch_capacity``. Another thread reads it through ``snapshot()`` (consistent copies,
+taken under a lock) and can tell whether anything changed from ``version``, which grows by one for
+every change.
+
+The fingerprint (``batch_fingerprint``) is a CRC-32 of the bytes of each tensor or array in the
+batch (for those over 16 KiB, of three 4 KiB windows: start, middle and end), mixed with its shape
+and dtype and with the structure of the batch. It costs about 1-3 µs per CPU batch of a few KiB and
+is stable across processes. Equal fingerprints are strong evidence, not proof, of equal batches;
+different ones prove the batches differ. A batch on an accelerator is sampled at 64 evenly spaced
+elements, which costs one small device-to-host copy.
+
+>>> from nbengine.engine import Engine, Events
+>>> engine = Engine(lambda engine, batch: float(batch) / 2)
+>>> history = History(capacity=3).attach(engine)
+>>> _ = engine.run([1, 2, 3, 4], max_epochs=1)
+>>> snap = history.snapshot()
+>>> (snap.iterations.tolist(), snap.values[:, 0].tolist(), snap.names, snap.dropped)
+([2, 3, 4], [1.0, 1.5, 2.0], ('output',), 1)
+>>> int(snap.fingerprints[0]) == batch_fingerprint(2)
+True
+"""
+
+from __future__ import annotations
+
+import numbers
+import threading
+import warnings
+import zlib
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nbengine.engine.events import Events
+
+__all__ = ["History", "HistorySnapshot", "batch_fingerprint"]
+
+_MASK63 = (1 << 63) - 1
+_MASK64 = (1 << 64) - 1
+_FNV_PRIME = 0x100000001B3
+_WHOLE_LIMIT = 16 * 1024
+_WINDOW = 4 * 1024
+_DEVICE_SAMPLES = 64
+_SEQUENCE_SAMPLES = 16
+
+
+def _mix(acc: int, part: int) -> int:
+    return ((acc ^ (part & _MASK64)) * _FNV_PRIME) & _MASK64
+
+
+def _array_fingerprint(array: np.ndarray, dtype_code: int) -> int:
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    nbytes = array.nbytes
+    if nbytes <= _WHOLE_LIMIT:
+        crc = zlib.crc32(array)
+    else:
+        raw = memoryview(array).cast("B")
+        middle = (nbytes - _WINDOW) // 2
+        crc = zlib.crc32(raw[:_WINDOW])
+        crc = zlib.crc32(raw[middle : middle + _WINDOW], crc)
+        crc = zlib.crc32(raw[nbytes - _WINDOW :], crc)
+    # Hashes of tuples of ints are the same in every process (only str/bytes hashing is salted).
+    return _mix(_mix(crc, hash(array.shape)), dtype_code)
+
+
+def _tensor_fingerprint(tensor: torch.Tensor) -> int:
+    if tensor.requires_grad:
+        tensor = tensor.detach()
+    dtype_code = zlib.crc32(str(tensor.dtype).encode())
+    if not tensor.is_cpu:
+        flat = tensor.reshape(-1)
+        count = flat.numel()
+        if count > _DEVICE_SAMPLES:
+            positions = torch.linspace(0, count - 1, _DEVICE_SAMPLES, device=flat.device).long()
+            flat = flat[positions]
+        tensor = flat.cpu()
+        dtype_code = _mix(dtype_code, hash(tuple(tensor.shape)))
+    try:
+        array = tensor.numpy()
+    except TypeError:
+        # bfloat16 and other dtypes numpy lacks: fingerprint the raw bytes.
+        array = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+    return _array_fingerprint(array, dtype_code)
+
+
+def _fingerprint(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return _tensor_fingerprint(value)
+    if isinstance(value, np.ndarray):
+        return _array_fingerprint(value, value.dtype.num)
+    if value is None or isinstance(value, (bool, int, float)):
+        return hash(value)
+    if isinstance(value, str):
+        return zlib.crc32(value.encode())
+    if isinstance(value, (bytes, bytearray)):
+        return zlib.crc32(value)
+    if isinstance(value, Mapping):
+        acc = len(value)
+        for key, item in value.items():
+            acc = _mix(_mix(acc, _fingerprint(key)), _fingerprint(item))
+        return acc
+    if isinstance(value, (list, tuple)):
+        count = len(value)
+        acc = _mix(count, 1 if isinstance(value, tuple) else 2)
+        if count <= _SEQUENCE_SAMPLES:
+            for item in value:
+                acc = _mix(acc, _fingerprint(item))
+        else:
+            step = count / _SEQUENCE_SAMPLES
+            for index in range(_SEQUENCE_SAMPLES):
+                acc = _mix(acc, _fingerprint(value[int(index * step)]))
+        return acc
+    if isinstance(value, numbers.Number):
+        return hash(value)
+    return zlib.crc32(type(value).__qualname__.encode())
+
+
+def batch_fingerprint(batch: Any) -> int:
+    """A cheap fingerprint of ``batch`` (tensors, arrays, numbers, strings and the mappings, lists and
+    tuples they are nested in), as an int in ``[0, 2**63)``; see the module docstring.
+
+    >>> x = torch.arange(6.0)
+    >>> batch_fingerprint((x, 1)) == batch_fingerprint((x.clone(), 1))
+    True
+    >>> batch_fingerprint((x, 1)) == batch_fingerprint((x + 1, 1))
+    False
+    """
+    return _fingerprint(batch) & _MASK63
+
+
+@dataclass(frozen=True)
+class HistorySnapshot:
+    """A consistent copy of what a ``History`` holds, oldest record first."""
+
+    #: ``History.version`` when the copy was taken.
+    version: int
+    #: The names of the output series, e.g. ``("output",)`` or ``("loss", "accuracy")``.
+    names: tuple[str, ...]
+    #: Per iteration: the run number (counting from 1, a new run starts at iteration 0), epoch, iteration, fingerprint.
+    runs: np.ndarray
+    epochs: np.ndarray
+    iterations: np.ndarray
+    fingerprints: np.ndarray
+    #: Per iteration, one column per name; NaN where an output had no value for that name.
+    values: np.ndarray
+    #: Per completed epoch: ``(run, epoch, iteration, {metric name: float})``.
+    epoch_metrics: list[tuple[int, int, int, dict[str, float]]] = field(default_factory=list)
+    #: Iteration records dropped because the buffer was full.
+    dropped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.iterations)
+
+    def series(self, name: str) -> np.ndarray:
+        """The values of one output series."""
+        if name not in self.names:
+            raise KeyError(f"no output series named {name!r}; the series are {list(self.names)}")
+        return self.values[:, self.names.index(name)]
+
+
+def _scalar(value: Any) -> float | None:
+    kind = type(value)
+    if kind is float:
+        return value
+    if kind is int:
+        return float(value)
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else None
+    if isinstance(value, np.ndarray):
+        return float(value.reshape(-1)[0]) if value.size == 1 else None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return None
+
+
+def _series_names(output: Any) -> tuple[str, ...] | None:
+    if _scalar(output) is not None:
+        return ("output",)
+    if isinstance(output, Mapping) and output and all(_scalar(v) is not None for v in output.values()):
+        return tuple(str(key) for key in output)
+    if isinstance(output, (list, tuple)) and output and all(_scalar(v) is not None for v in output):
+        return tuple(f"output_{index}" for index in range(len(output)))
+    return None
+
+
+class History:
+    """Records a run's iterations and epochs for the panels and for epoch replay.
+
+    ``capacity`` bounds the iteration records (the oldest are dropped), ``epoch_capacity`` the epoch
+    records. ``output_transform`` maps ``engine.state.output`` to what is recorded: a number or
+    one-element tensor (series ``"output"``), a mapping of them (one series per key) or a list/tuple
+    of them (``"output_0"``, ...). The series are fixed by the first iteration recorded; a later
+    output without a value for a series records NaN there, and an output that cannot be recorded
+    records NaN with one ``RuntimeWarning``. ``fingerprint`` maps ``engine.state.batch`` to an int
+    (default ``batch_fingerprint``; None records 0).
+
+    Records are taken at ``ITERATION_COMPLETED`` (after the process function, so a batch changed in
+    place is fingerprinted as changed) and, for the metrics, at ``EPOCH_COMPLETED``: attach the
+    History after the metrics so that it sees their values. Metrics that are not scalars are left out.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 100_000,
+        *,
+        output_transform: Callable[[Any], Any] | None = None,
+        fingerprint: Callable[[Any], int] | None = batch_fingerprint,
+        epoch_capacity: int = 10_000,
+    ) -> None:
+        for name, value in (("capacity", capacity), ("epoch_capacity", epoch_capacity)):
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} should be a positive integer, got {value!r}")
+        if output_transform is not None and not callable(output_transform):
+            raise TypeError(f"output_transform should be callable or None, got {output_transform!r}")
+        if fingerprint is not None and not callable(fingerprint):
+            raise TypeError(f"fingerprint should be callable or None, got {fingerprint!r}")
+        self._capacity = int(capacity)
+        self._output_transform = output_transform
+        self._fingerprint = fingerprint
+        self._lock = threading.Lock()
+        self._version = 0
+        self._count = 0
+        self._run = 0
+        self._runs = np.zeros(self._capacity, dtype=np.int64)
+        self._epochs = np.zeros(self._capacity, dtype=np.int64)
+        self._iterations = np.zeros(self._capacity, dtype=np.int64)
+        self._fingerprints = np.zeros(self._capacity, dtype=np.int64)
+        self._values: np.ndarray | None = None
+        self._names: tuple[str, ...] | None = None
+        self._epoch_records: deque[tuple[int, int, int, dict[str, float]]] = deque(maxlen=int(epoch_capacity))
+        self._warned = False
+        self._engine: Any = None
+        self._handles: list[Any] = []
+
+    # ------------------------------------------------------------------ attaching
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def engine(self) -> Any:
+        """The engine being recorded, or None when detached."""
+        return self._engine
+
+    @property
+    def output_transform(self) -> Callable[[Any], Any] | None:
+        return self._output_transform
+
+    @property
+    def fingerprint(self) -> Callable[[Any], int] | None:
+        return self._fingerprint
+
+    @property
+    def version(self) -> int:
+        """Grows by one with every change (a record, a rewind, a clear): compare it to see if anything changed."""
+        return self._version
+
+    @property
+    def count(self) -> int:
+        """Iterations recorded and still counted (held or dropped by the cap)."""
+        return self._count
+
+    @property
+    def run(self) -> int:
+        """The number of the run being recorded (0 before the first)."""
+        return self._run
+
+    def attach(self, engine: Any) -> History:
+        """Record ``engine`` from now on. Returns the History."""
+        if not callable(getattr(engine, "add_event_handler", None)):
+            raise TypeError(f"engine should be an nbengine Engine, got {engine!r} of type {type(engine).__name__}")
+        if self._engine is not None:
+            raise RuntimeError(f"this History already records {self._engine!r}; detach() it first or make another")
+        self._engine = engine
+        self._handles = [
+            engine.add_event_handler(Events.STARTED, self._on_started),
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_completed),
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self._on_epoch_completed),
+        ]
+        return self
+
+    def detach(self) -> None:
+        """Stop recording; what was recorded stays readable."""
+        handles, self._handles = self._handles, []
+        self._engine = None
+        for handle in handles:
+            handle.remove()
+
+    def owns_handler(self, handler: Any) -> bool:
+        """Whether ``handler`` is one of the handlers this History attached."""
+        return getattr(handler, "__self__", None) is self
+
+    # ------------------------------------------------------------------ recording (training side)
+
+    def _on_started(self, engine: Any) -> None:
+        if engine.state.iteration == 0 or self._run == 0:
+            with self._lock:
+                self._run += 1
+                self._version += 1
+
+    def _on_iteration_completed(self, engine: Any) -> None:
+        state = engine.state
+        output = state.output
+        if self._output_transform is not None:
+            output = self._output_transform(output)
+        fingerprint = self._fingerprint(state.batch) if self._fingerprint is not None else 0
+        names = self._names
+        if names is None:
+            names = self._start_series(output)
+        if len(names) == 1 and type(output) is float:
+            values: Any = output
+        else:
+            values = self._values_of(output, names)
+        with self._lock:
+            row = self._count % self._capacity
+            self._runs[row] = self._run
+            self._epochs[row] = state.epoch
+            self._iterations[row] = state.iteration
+            self._fingerprints[row] = fingerprint
+            self._values[row] = values  # type: ignore[index]
+            self._count += 1
+            self._version += 1
+
+    def _start_series(self, output: Any) -> tuple[str, ...]:
+        names = _series_names(output)
+        if names is None:
+            names = ("output",)
+        with self._lock:
+            self._names = names
+            self._values = np.full((self._capacity, len(names)), np.nan)
+        return names
+
+    def _values_of(self, output: Any, names: tuple[str, ...]) -> Any:
+        if len(names) == 1:
+            value = _scalar(output)
+            if value is None and isinstance(output, Mapping) and len(output) == 1:
+                value = _scalar(next(iter(output.values())))
+            elif value is None and isinstance(output, (list, tuple)) and len(output) == 1:
+                value = _scalar(output[0])
+            if value is None:
+                self._warn(output)
+                return np.nan
+            return value
+        if isinstance(output, Mapping):
+            row = [_scalar(output.get(name)) if name in output else None for name in names]
+        elif isinstance(output, (list, tuple)) and len(output) == len(names):
+            row = [_scalar(v) for v in output]
+        else:
+            self._warn(output)
+            return np.nan
+        return [np.nan if v is None else v for v in row]
+
+    def _warn(self, output: Any) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"History cannot record an output of type {type(output).__name__} as numbers; NaN is recorded "
+                "instead. Give History an output_transform that returns a number, or a mapping or list of "
+                "numbers",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+    def _on_epoch_completed(self, engine: Any) -> None:
+        state = engine.state
+        metrics = {}
+        for name, value in state.metrics.items():
+            scalar = _scalar(value)
+            if scalar is not None:
+                metrics[str(name)] = scalar
+        with self._lock:
+            self._epoch_records.append((self._run, state.epoch, state.iteration, metrics))
+            self._version += 1
+
+    # ------------------------------------------------------------------ reading (any thread)
+
+    def _held(self) -> tuple[int, int]:
+        held = min(self._count, self._capacity)
+        return held, self._count - held
+
+    def _ordered(self, array: np.ndarray, held: int) -> np.ndarray:
+        if self._count <= self._capacity:
+            return array[:held].copy()
+        start = self._count % self._capacity
+        return np.concatenate((array[start:], array[:start]))
+
+    def snapshot(self) -> HistorySnapshot:
+        """A consistent copy of everything held, oldest first. Safe to call from any thread."""
+        with self._lock:
+            held, dropped = self._held()
+            names = self._names or ()
+            values = (
+                self._ordered(self._values, held) if self._values is not None else np.zeros((held, 0))
+            )
+            return HistorySnapshot(
+                version=self._version,
+                names=names,
+                runs=self._ordered(self._runs, held),
+                epochs=self._ordered(self._epochs, held),
+                iterations=self._ordered(self._iterations, held),
+                fingerprints=self._ordered(self._fingerprints, held),
+                values=values,
+                epoch_metrics=list(self._epoch_records),
+                dropped=dropped,
+            )
+
+    def epoch_records(self, epoch: int, run: int | None = None) -> HistorySnapshot:
+        """The iterations of ``epoch`` in ``run`` (default: the latest run) still held."""
+        snap = self.snapshot()
+        run = self._run if run is None else run
+        keep = (snap.runs == run) & (snap.epochs == epoch)
+        return HistorySnapshot(
+            version=snap.version,
+            names=snap.names,
+            runs=snap.runs[keep],
+            epochs=snap.epochs[keep],
+            iterations=snap.iterations[keep],
+            fingerprints=snap.fingerprints[keep],
+            values=snap.values[keep],
+            epoch_metrics=[record for record in snap.epoch_metrics if record[0] == run and record[1] == epoch],
+            dropped=0,
+        )
+
+    def __len__(self) -> int:
+        return min(self._count, self._capacity)
+
+    # ------------------------------------------------------------------ editing
+
+    def clear(self) -> None:
+        """Forget everything recorded (the run counter and the series names too)."""
+        with self._lock:
+            self._count = 0
+            self._run = 0
+            self._names = None
+            self._values = None
+            self._epoch_records.clear()
+            self._version += 1
+
+    def rewind(self, iteration: int, replacement: HistorySnapshot | None = None) -> None:
+        """Forget the latest run's records after ``iteration`` (iterations and epochs), then append the
+        iteration records of ``replacement`` as part of the latest run. Used when a run is rewound to
+        a replayed epoch and continues from there."""
+        if not isinstance(iteration, numbers.Integral) or isinstance(iteration, bool) or iteration < 0:
+            raise ValueError(f"iteration should be a non-negative integer, got {iteration!r}")
+        if replacement is not None and self._names is not None and replacement.names != self._names:
+            raise ValueError(
+                f"replacement has output series {list(replacement.names)}, this History records {list(self._names)}"
+            )
+        with self._lock:
+            oldest = max(0, self._count - self._capacity)
+            while self._count > oldest:
+                row = (self._count - 1) % self._capacity
+                if self._runs[row] != self._run or self._iterations[row] <= iteration:
+                    break
+                self._count -= 1
+            kept = [r for r in self._epoch_records if r[0] != self._run or r[2] <= iteration]
+            self._epoch_records.clear()
+            self._epoch_records.extend(kept)
+            if replacement is not None and len(replacement):
+                if self._values is None:
+                    self._names = replacement.names
+                    self._values = np.full((self._capacity, len(replacement.names)), np.nan)
+                for index in range(len(replacement)):
+                    row = self._count % self._capacity
+                    self._runs[row] = self._run
+                    self._epochs[row] = replacement.epochs[index]
+                    self._iterations[row] = replacement.iterations[index]
+                    self._fingerprints[row] = replacement.fingerprints[index]
+                    self._values[row] = replacement.values[index]
+                    self._count += 1
+            self._version += 1
+
+    def __repr__(self) -> str:
+        attached = "detached" if self._engine is None else "attached"
+        return f"History(capacity={self._capacity}, held={len(self)}, version={self._version}, {attached})"
