@@ -182,9 +182,7 @@ class Checkpoint:
             raise ValueError(
                 f"to_save has the key 'checkpointer', which include_self=True reserves; got keys {list(to_save)}"
             )
-        if isinstance(save_handler, (str, os.PathLike)):
-            save_handler = DiskSaver(save_handler, create_dir=True)
-        elif not callable(save_handler):
+        if not isinstance(save_handler, (str, os.PathLike)) and not callable(save_handler):
             raise TypeError(
                 "save_handler should be a DiskSaver, a folder path or a callable fn(checkpoint, filename[, metadata]), "
                 f"got {type(save_handler).__name__}: {save_handler!r}"
@@ -203,9 +201,21 @@ class Checkpoint:
             )
         if filename_pattern is not None and not isinstance(filename_pattern, str):
             raise TypeError(f"filename_pattern should be a str or None, got {filename_pattern!r}")
+        if filename_pattern is not None:
+            self._check_pattern(filename_pattern)
         for name, value in (("include_self", include_self), ("greater_or_equal", greater_or_equal)):
             if not isinstance(value, bool):
                 raise TypeError(f"{name} should be True or False, got {value!r}")
+        if isinstance(save_handler, (str, os.PathLike)):
+            save_handler = DiskSaver(save_handler, create_dir=True)
+        self._handler_takes_metadata = isinstance(save_handler, DiskSaver) or can_bind(
+            save_handler, (None, None, None), {}
+        ) is not False
+        if not self._handler_takes_metadata and can_bind(save_handler, (None, None), {}) is False:
+            raise TypeError(
+                f"save_handler {describe_callable(save_handler)} cannot be called as fn(checkpoint, filename) "
+                "nor fn(checkpoint, filename, metadata)"
+            )
         self.to_save = to_save
         self.save_handler = save_handler
         self.filename_prefix = filename_prefix
@@ -220,16 +230,6 @@ class Checkpoint:
         self.include_self = include_self
         self.greater_or_equal = greater_or_equal
         self._saved: list[Checkpoint.Item] = []
-        self._handler_takes_metadata = isinstance(save_handler, DiskSaver) or can_bind(
-            save_handler, (None, None, None), {}
-        ) is not False
-        if not self._handler_takes_metadata and can_bind(save_handler, (None, None), {}) is False:
-            raise TypeError(
-                f"save_handler {describe_callable(save_handler)} cannot be called as fn(checkpoint, filename) "
-                "nor fn(checkpoint, filename, metadata)"
-            )
-        if filename_pattern is not None:
-            self._check_pattern(filename_pattern)
 
     @staticmethod
     def _check_pattern(pattern: str) -> None:

@@ -465,6 +465,7 @@ class NoStateDict:
 def test_bad_input_is_refused_with_a_clear_message(tmp_path, make, error, message):
     with pytest.raises(error, match=message):
         make(tmp_path / "ckpt")
+    assert not (tmp_path / "ckpt").exists()  # refused before the DiskSaver made its folder
 
 
 def test_a_missing_key_in_a_file_names_the_file(tmp_path):
