@@ -179,13 +179,15 @@ def main() -> None:
         for name, fn in cases.items():
             samples[name].append(fn())
     medians = {name: statistics.median(values) for name, values in samples.items()}
+    minima = {name: min(values) for name, values in samples.items()}
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} thread, {mlp_batches} MLP iterations, "
-        f"{noop_iterations} no-op iterations, {repeats} interleaved repetitions, medians"
+        f"{noop_iterations} no-op iterations, {repeats} interleaved repetitions; medians (and minima, which "
+        "other processes on the machine disturb less)"
     )
     print(history_note)
-    print(f"{'case':<36} {'µs/iter':>10} {'overhead µs':>12} {'ratio':>8}  ratio to")
+    print(f"{'case':<36} {'µs/iter':>9} {'overhead µs':>12} {'ratio':>7} {'min ratio':>10}  ratio to")
     for name, value in medians.items():
         if "MLP" in name or "trainer" in name or "step" in name:
             reference_name = "bare: MLP step"
@@ -193,8 +195,8 @@ def main() -> None:
             reference_name = name.split(":")[0] + ": no-op"
         reference = medians[reference_name]
         print(
-            f"{name:<36} {value * 1e6:>10.3f} {(value - reference) * 1e6:>12.3f} {value / reference:>8.3f}  "
-            f"{reference_name}"
+            f"{name:<36} {value * 1e6:>9.3f} {(value - reference) * 1e6:>12.3f} {value / reference:>7.3f} "
+            f"{minima[name] / minima[reference_name]:>10.3f}  {reference_name}"
         )
     for library in ("nbengine", "ignite"):
         if f"{library}: no-op + bar" in medians:
