@@ -184,3 +184,38 @@ def test_mse_bad_updates(update, error, message):
 def test_mse_not_computable_when_empty():
     with pytest.raises(NotComputableError, match="MeanSquaredError: needs at least one example"):
         MeanSquaredError().compute()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_metrics_accumulate_on_the_device_they_are_given():
+    from nbengine.metrics import Accuracy
+
+    generator = torch.Generator().manual_seed(4)
+    logits = torch.randn(40, 5, generator=generator)
+    y = torch.randint(0, 5, (40,), generator=generator)
+    values = torch.randn(40, 3, generator=generator)
+    for inputs_device in ("cpu", "cuda"):
+        on_cuda = {
+            "acc": Accuracy(device="cuda"),
+            "avg": Average(device="cuda"),
+            "loss": Loss(torch.nn.CrossEntropyLoss(), device="cuda"),
+            "mse": MeanSquaredError(device="cuda"),
+        }
+        on_cpu = {
+            "acc": Accuracy(),
+            "avg": Average(),
+            "loss": Loss(torch.nn.CrossEntropyLoss()),
+            "mse": MeanSquaredError(),
+        }
+        for metrics, device in ((on_cuda, inputs_device), (on_cpu, "cpu")):
+            for start in range(0, 40, 16):
+                part = slice(start, start + 16)
+                metrics["acc"].update((logits[part].to(device), y[part].to(device)))
+                metrics["avg"].update(values[part].to(device))
+                metrics["loss"].update((logits[part].to(device), y[part].to(device)))
+                metrics["mse"].update((values[part, 0].to(device), values[part, 1].to(device)))
+        assert on_cuda["acc"]._num_correct.is_cuda and on_cuda["avg"].accumulator.is_cuda
+        assert on_cuda["acc"].compute() == on_cpu["acc"].compute()
+        torch.testing.assert_close(on_cuda["avg"].compute().cpu(), on_cpu["avg"].compute())
+        assert on_cuda["loss"].compute() == pytest.approx(on_cpu["loss"].compute(), rel=1e-5)
+        assert on_cuda["mse"].compute() == pytest.approx(on_cpu["mse"].compute(), rel=1e-6)
