@@ -145,6 +145,11 @@ def test_02_step_through(tmp_path):
         "COMPLETED                 epoch 4  iteration 10  handlers: -",
         "done epoch 4 iteration 10",
     ]
+    # The panel followed the cells: its saved state shows the run done, and the timeline's last events.
+    models = widget_models(notebook)
+    badges = [m["state"]["value"] for m in models if "nbengine-status-badge" in m["state"].get("_dom_classes", [])]
+    assert len(badges) == 1
+    assert "nbengine-status-done" in badges[0] and "epoch 4, iteration 10 (COMPLETED)" in badges[0]
 
 
 @pytest.mark.slow
