@@ -3,7 +3,7 @@
 This module owns the recorder: which facts it keeps about each fired event (its number, name, the
 epoch and iteration at that moment, when it happened, which handlers ran and how long each took),
 how much it keeps (a ring buffer of the most recent ``capacity`` events, so memory stays bounded
-however long the run), and how another thread reads it (``snapshot()``, consistent under a lock).
+however long the run), and how another thread reads it (``snapshot()``, a consistent copy taken without stopping the writer).
 
 It records through the engine's trace hook (``Engine.add_trace_hook``), which the engine calls on
 the training side after every fired event; nothing here imports ipywidgets, IPython or matplotlib.
@@ -22,14 +22,16 @@ snapshot is taken.
 
 from __future__ import annotations
 
+import itertools
 import numbers
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 __all__ = ["EventTimeline", "TimelineEntry"]
+
+_clock = time.perf_counter
 
 
 class TimelineEntry(NamedTuple):
@@ -70,8 +72,8 @@ class EventTimeline:
             raise ValueError(f"capacity should be a positive integer number of events, got {capacity!r}")
         self._capacity = int(capacity)
         self._entries: deque[tuple] = deque(maxlen=self._capacity)
-        self._lock = threading.Lock()
-        self._count = 0
+        self._append = self._entries.append
+        self._numbers = itertools.count(1)
         self._origin = time.perf_counter()
         self._engine: Any = None
         self._remove_hook: Callable[[], None] | None = None
@@ -84,7 +86,10 @@ class EventTimeline:
     @property
     def count(self) -> int:
         """Events recorded since attaching, including those the buffer no longer holds."""
-        return self._count
+        try:
+            return self._entries[-1][0]
+        except IndexError:
+            return 0
 
     @property
     def engine(self) -> Any:
@@ -116,17 +121,24 @@ class EventTimeline:
 
     def clear(self) -> None:
         """Forget the recorded events; ``count`` and the time origin start again from zero."""
-        with self._lock:
-            self._entries.clear()
-            self._count = 0
-            self._origin = time.perf_counter()
+        self._entries.clear()
+        self._numbers = itertools.count(1)
+        self._origin = time.perf_counter()
 
     def _record(self, event: Any, state: Any, timings: list[tuple[str, float]]) -> None:
-        # The training side calls this after every event: keep it to one tuple and one append.
-        # The engine hands over a fresh timings list each time, so keeping a reference is safe.
-        with self._lock:
-            self._count += 1
-            self._entries.append((self._count, event, state.epoch, state.iteration, time.perf_counter(), timings))
+        # The training side calls this after every event: one tuple, one append, no lock (a deque
+        # append is atomic, and only the training side writes). The engine hands over a fresh
+        # timings list each time, so keeping a reference is safe.
+        self._append((next(self._numbers), event, state.epoch, state.iteration, _clock(), timings))
+
+    def _copy_entries(self) -> list[tuple]:
+        # Copying a deque that another thread appends to can fail with "deque mutated during
+        # iteration"; the copy is a few microseconds, so trying again soon succeeds.
+        while True:
+            try:
+                return list(self._entries)
+            except RuntimeError:
+                continue
 
     def snapshot(self, events: Iterable[Any] | None = None, last: int | None = None) -> list[TimelineEntry]:
         """The recorded events, oldest first.
@@ -148,19 +160,33 @@ class EventTimeline:
                 wanted.add(_event_name(event))
         if last is not None and (not isinstance(last, numbers.Integral) or isinstance(last, bool) or last < 0):
             raise ValueError(f"last should be a non-negative integer or None, got {last!r}")
-        with self._lock:
-            raw = list(self._entries)
-            origin = self._origin
-        entries = []
-        for seq, event, epoch, iteration, stamp, timings in raw:
-            name = _event_name(event)
-            if wanted is not None and name not in wanted:
-                continue
-            entries.append(TimelineEntry(seq, name, epoch, iteration, stamp - origin, tuple(timings)))
-        if last is not None:
-            entries = entries[len(entries) - last :] if last else []
-        return entries
+        raw = self._copy_entries()
+        origin = self._origin
+        limit = len(raw) if last is None else last
+        # Newest first until ``last`` entries are found, so a short look at a full buffer stays cheap.
+        picked = []
+        for record in reversed(raw):
+            if len(picked) >= limit:
+                break
+            name = _event_name(record[1])
+            if wanted is None or name in wanted:
+                picked.append((record, name))
+        picked.reverse()
+        return [
+            TimelineEntry(seq, name, epoch, iteration, stamp - origin, tuple(timings))
+            for (seq, _, epoch, iteration, stamp, timings), name in picked
+        ]
+
+    def event_names(self) -> list[str]:
+        """The names of the event types in the buffer, in the order they first appear in it."""
+        names: dict[int, str] = {}
+        for record in self._copy_entries():
+            event = record[1]
+            # Keyed by identity: hashing an event runs Python code, an id does not.
+            if id(event) not in names:
+                names[id(event)] = _event_name(event)
+        return list(dict.fromkeys(names.values()))
 
     def __repr__(self) -> str:
         attached = "detached" if self._engine is None else "attached"
-        return f"EventTimeline(capacity={self._capacity}, count={self._count}, {attached})"
+        return f"EventTimeline(capacity={self._capacity}, count={self.count}, {attached})"

@@ -49,7 +49,7 @@ class CheckpointsView:
         self.checkpoints = widgets.Dropdown(options=[], description="saved", layout=widgets.Layout(width="520px"))
         self.load_button = widgets.Button(description="Load", icon="upload")
         self.checkpoint_note = widgets.HTML(self._note(checkpoint_note))
-        self.replay_epoch = widgets.BoundedIntText(value=1, min=1, max=1, description="epoch", layout=widgets.Layout(width="150px"))
+        self.replay_epoch = widgets.Dropdown(options=[], description="epoch", layout=widgets.Layout(width="160px"))
         self.replay_button = widgets.Button(description="Replay epoch", icon="repeat")
         self.replay_note = widgets.HTML(self._note(replay_note))
         self.replay_report = widgets.HTML()
@@ -58,6 +58,8 @@ class CheckpointsView:
             (self.load_button, "load"),
             (self.replay_button, "replay"),
             (self.checkpoints, "checkpoints"),
+            (self.replay_epoch, "replay-epoch"),
+            (self.replay_report, "replay-report"),
         ):
             widget.add_class(f"nbengine-{name}")
         self.widget = widgets.VBox(
@@ -94,3 +96,47 @@ class CheckpointsView:
     @property
     def listed_paths(self) -> list[str]:
         return [value for _, value in self._listed]
+
+    def show_replayable(self, epochs: Sequence[int]) -> None:
+        """Offer the epochs that have a snapshot; keep the selection when it is still offered, else
+        select the latest."""
+        options = tuple(int(epoch) for epoch in epochs)
+        if options == tuple(self.replay_epoch.options):
+            return
+        selected = self.replay_epoch.value
+        self.replay_epoch.options = options
+        if options:
+            self.replay_epoch.value = selected if selected in options else options[-1]
+
+    def show_report(self, report: Any) -> None:
+        """Show a ``ReplayReport``: the verdict first, then the comparison in figures."""
+        if report.reproduced:
+            verdict = "<b class='nbengine-replay-verdict' style='color:#2e7d32'>reproduced: every batch and every output identical</b>"
+        elif report.first_divergent_iteration is not None:
+            verdict = (
+                "<b class='nbengine-replay-verdict' style='color:#c62828'>diverged at iteration "
+                f"{report.first_divergent_iteration}</b>"
+            )
+        else:
+            verdict = "<b class='nbengine-replay-verdict' style='color:#ef6c00'>not every iteration could be compared</b>"
+        rows = [
+            ("epoch", report.epoch),
+            ("iterations replayed", report.iterations),
+            ("iterations compared", report.iterations_compared),
+            ("batches identical", report.fingerprints_equal),
+            ("outputs identical", report.outputs_equal),
+            ("max |difference|", report.max_abs_diff),
+            ("tolerance", report.atol),
+            ("first divergence", report.first_divergent_iteration),
+        ]
+        if report.skipped_handlers:
+            rows.append(("handlers not run", ", ".join(report.skipped_handlers)))
+        table = "".join(
+            f"<tr><th style='text-align:left;padding-right:10px;color:#555'>{html.escape(name)}</th>"
+            f"<td class='nbengine-replay-{html.escape(name.replace(' ', '-').replace('|', ''))}'>{html.escape(str(value))}</td></tr>"
+            for name, value in rows
+        )
+        self.replay_report.value = (
+            f"<div>{verdict}<br><span style='font-size:12px'>{html.escape(str(report))}</span>"
+            f"<table style='font-size:12px;border-collapse:collapse'>{table}</table></div>"
+        )

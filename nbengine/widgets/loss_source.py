@@ -1,13 +1,23 @@
-"""Where the loss plot's numbers come from: the adapter between a recorder and ``LossData``.
+"""Where the loss plot's numbers come from, read as ``LossData``: the trainer's outputs from a
+``History`` when the panel is given one (or an ``EpochReplay``, which has one), else from a light
+recorder of its own; the evaluator's metrics from its COMPLETED events.
 
-This module owns the one place that knows how the recorded training outputs and validation
-metrics are read: ``LossSource.version`` says whether anything new was recorded, and
-``LossSource.loss_data()`` returns arrays for ``LossPlot``. Reading happens on the panel's refresh
-thread, so the recorder must give a consistent copy under its own lock.
+This module owns what the loss plot is fed: the trainer's output at each ITERATION_COMPLETED (when
+it is a number or a one-element tensor; the first series of a History) and the evaluator's metrics
+at each of its COMPLETED events, placed at the trainer's iteration at that moment. When the run
+went back (a checkpoint loaded, a run started again), only the records of the current timeline are
+plotted. ``version`` says whether anything new was recorded; ``loss_data()`` returns the arrays.
+
+The own recorder takes the output from the engine's trace hook rather than from a handler:
+the hook is already called after every event for the timeline, and an added handler would put
+every iteration through the engine's timed handler path. Only the training side writes; the
+panel's refresh thread reads, so each iteration is stored as one tuple in one ring buffer (a
+single atomic append, never half-written) and read by copying the buffer.
 """
 
 from __future__ import annotations
 
+import itertools
 import numbers
 import threading
 from collections import deque
@@ -18,10 +28,14 @@ import numpy as np
 from nbengine.engine import Events
 from nbengine.widgets.plots import LossData
 
-__all__ = ["LossSource"]
+__all__ = ["LossSource", "current_timeline"]
+
+_ITERATION_COMPLETED = Events.ITERATION_COMPLETED
 
 
 def _as_float(value: Any) -> float | None:
+    if type(value) is float:
+        return value
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return float(value)
     item = getattr(value, "item", None)
@@ -31,52 +45,95 @@ def _as_float(value: Any) -> float | None:
     return None
 
 
-class LossSource:
-    """Records the trainer's output per iteration and the evaluator's metrics per epoch, bounded."""
+def current_timeline(iterations: np.ndarray) -> np.ndarray:
+    """Which records belong to the run as it stands: a record is dropped when a later one has the
+    same or a lower iteration (the run was rewound by a load, or started again)."""
+    if len(iterations) == 0:
+        return np.zeros(0, dtype=bool)
+    later_minimum = np.minimum.accumulate(iterations[::-1])[::-1]
+    keep = np.ones(len(iterations), dtype=bool)
+    keep[:-1] = iterations[:-1] < later_minimum[1:]
+    return keep
 
-    def __init__(self, trainer: Any, evaluator: Any = None, capacity: int = 100_000) -> None:
+
+class LossSource:
+    """The training outputs (from ``history`` if given, else recorded here, the last ``capacity``)
+    and the evaluator's metrics per evaluation."""
+
+    def __init__(self, trainer: Any, evaluator: Any = None, history: Any = None, capacity: int = 100_000) -> None:
+        if not isinstance(capacity, numbers.Integral) or isinstance(capacity, bool) or capacity < 1:
+            raise ValueError(f"capacity should be a positive integer number of iterations, got {capacity!r}")
         self._trainer = trainer
-        self._lock = threading.Lock()
-        self._iterations: deque[int] = deque(maxlen=capacity)
-        self._outputs: deque[float] = deque(maxlen=capacity)
+        self._history = history
+        self._points: deque[tuple[int, float]] = deque(maxlen=int(capacity))
+        self._append = self._points.append
+        self._recorded = 0
+        self._metrics_lock = threading.Lock()
         self._metrics: dict[str, tuple[list[float], list[float]]] = {}
-        self._version = 0
-        self._handles = [trainer.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration)]
+        self._evaluations = 0
+        self._remove_hook = trainer.add_trace_hook(self._on_event) if history is None else None
+        self._evaluator_handle = None
         if evaluator is not None:
-            self._handles.append(evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated))
+            self._evaluator_handle = evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated)
 
     @property
     def version(self) -> int:
-        return self._version
+        """Grows whenever something is recorded."""
+        outputs = self._recorded if self._history is None else self._history.version
+        return outputs + self._evaluations
 
-    def _on_iteration(self, engine: Any) -> None:
-        value = _as_float(engine.state.output)
-        if value is None:
+    def _on_event(self, event: Any, state: Any, timings: Any) -> None:
+        if event is not _ITERATION_COMPLETED:
             return
-        with self._lock:
-            self._iterations.append(engine.state.iteration)
-            self._outputs.append(value)
-            self._version += 1
+        value = _as_float(state.output)
+        if value is not None:
+            self._append((state.iteration, value))
+            self._recorded += 1
 
     def _on_evaluated(self, evaluator: Any) -> None:
-        iteration = self._trainer.state.iteration
-        with self._lock:
-            for name, value in evaluator.state.metrics.items():
+        iteration = float(self._trainer.state.iteration)
+        with self._metrics_lock:
+            for name, value in dict(evaluator.state.metrics).items():
                 number = _as_float(value)
                 if number is not None:
                     xs, ys = self._metrics.setdefault(str(name), ([], []))
-                    xs.append(float(iteration))
+                    xs.append(iteration)
                     ys.append(number)
-            self._version += 1
+            self._evaluations += 1
+
+    def _copy_points(self) -> list[tuple[int, float]]:
+        # See EventTimeline._copy_entries: a copy that races an append is simply taken again.
+        while True:
+            try:
+                return list(self._points)
+            except RuntimeError:
+                continue
+
+    def _outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._history is not None:
+            snapshot = self._history.snapshot()
+            values = snapshot.values[:, 0] if snapshot.values.shape[1] else np.zeros(len(snapshot))
+            return snapshot.iterations.astype(float), values.astype(float)
+        points = self._copy_points()
+        pairs = np.fromiter(itertools.chain.from_iterable(points), dtype=float, count=2 * len(points)).reshape(-1, 2)
+        return pairs[:, 0], pairs[:, 1]
 
     def loss_data(self) -> LossData:
-        with self._lock:
-            iterations = np.fromiter(self._iterations, dtype=float, count=len(self._iterations))
-            outputs = np.fromiter(self._outputs, dtype=float, count=len(self._outputs))
-            metrics = {name: (np.array(xs), np.array(ys)) for name, (xs, ys) in self._metrics.items()}
-        return LossData(iterations, outputs, metrics)
+        iterations, outputs = self._outputs()
+        keep = current_timeline(iterations)
+        with self._metrics_lock:
+            metrics = {}
+            for name, (xs, ys) in self._metrics.items():
+                x, y = np.array(xs), np.array(ys)
+                kept = current_timeline(x)
+                metrics[name] = (x[kept], y[kept])
+        return LossData(iterations[keep], outputs[keep], metrics)
 
     def detach(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        """Stop recording; what was recorded stays readable."""
+        if self._remove_hook is not None:
+            self._remove_hook()
+            self._remove_hook = None
+        if self._evaluator_handle is not None:
+            self._evaluator_handle.remove()
+            self._evaluator_handle = None

@@ -40,6 +40,8 @@ import ipywidgets as widgets
 
 from nbengine.engine import IDLE, PAUSED, RUNNING, Engine, Events
 from nbengine.handlers.checkpoint import Checkpoint, DiskSaver
+from nbengine.handlers.history import History
+from nbengine.handlers.replay import EpochReplay
 from nbengine.handlers.timeline import EventTimeline
 from nbengine.widgets.checkpoints_view import CheckpointsView
 from nbengine.widgets.controls import CONTROL_HELP, CONTROL_LABELS, RUN_CONTROLS, control_reasons
@@ -85,6 +87,13 @@ def _check_positive_number(name: str, value: Any, upper: float | None = None) ->
     return float(value)
 
 
+def _set(widget: widgets.Widget, **values: Any) -> None:
+    # Only what changed: each assignment of a synced trait is validated and may send a message.
+    for name, value in values.items():
+        if getattr(widget, name) != value:
+            setattr(widget, name, value)
+
+
 class TrainingPanel:
     """Controls and live views for one trainer; display it as a cell's last expression.
 
@@ -99,6 +108,10 @@ class TrainingPanel:
             epoch; without it the validation part says why it is off.
         checkpoint: a ``Checkpoint`` handler with a ``DiskSaver``: enables Save now, the list of saved
             checkpoints and Load (which loads into the handler's ``to_save`` objects).
+        history: a ``History`` attached to the trainer: the loss plot reads the outputs from it
+            instead of recording them itself.
+        replay: an ``EpochReplay`` of the trainer: enables Replay epoch k and shows its report; its
+            History feeds the loss plot when ``history`` is not given.
         key: what identifies "the same cell" for re-runs; by default the running cell.
         refresh_interval: seconds between display refreshes while something changes.
         plot_interval: the least seconds between two plot redraws while training runs.
@@ -116,6 +129,8 @@ class TrainingPanel:
         max_iters: int | None = None,
         evaluator: Engine | None = None,
         checkpoint: Checkpoint | None = None,
+        history: History | None = None,
+        replay: EpochReplay | None = None,
         key: str | None = None,
         refresh_interval: float = 0.25,
         plot_interval: float = 1.0,
@@ -140,6 +155,15 @@ class TrainingPanel:
                     "checkpoint should save through a DiskSaver (the panel lists the saved checkpoints from its "
                     f"folder), got a Checkpoint whose save_handler is {checkpoint.save_handler!r}"
                 )
+        if history is not None and (not isinstance(history, History) or history.engine is not trainer):
+            raise ValueError(
+                f"history should be a History attached to the trainer (History().attach(trainer)), got {history!r}"
+                + (f" attached to {history.engine!r}" if isinstance(history, History) else "")
+            )
+        if replay is not None and (not isinstance(replay, EpochReplay) or replay.history.engine is not trainer):
+            raise ValueError(
+                f"replay should be an EpochReplay of the trainer (EpochReplay(trainer, ...)), got {replay!r}"
+            )
         if key is not None and not isinstance(key, str):
             raise TypeError(f"key should be a str or None, got {key!r} of type {type(key).__name__}")
         self._check_run_arguments(data, max_epochs, epoch_length, max_iters)
@@ -150,6 +174,8 @@ class TrainingPanel:
         self.trainer = trainer
         self.evaluator = evaluator
         self.checkpoint = checkpoint
+        self.replay = replay
+        self.history = history if history is not None else (replay.history if replay is not None else None)
         self._data = data
         self._max_epochs = max_epochs
         self._epoch_length = epoch_length
@@ -157,8 +183,9 @@ class TrainingPanel:
 
         #: Exceptions raised by buttons and refreshes, newest last (also shown in the message line).
         self.errors: deque[BaseException] = deque(maxlen=20)
-        #: Refreshes done so far; tests wait on it.
+        #: Refreshes done so far, and plots drawn so far; tests wait on them.
         self.refresh_count = 0
+        self.plot_count = 0
         self._pending_error: BaseException | None = None
         self._lock = threading.RLock()
         self._closed = threading.Event()
@@ -168,11 +195,10 @@ class TrainingPanel:
         self._listing_signature: tuple | None = None
         self._listed_at = 0.0
         self._next_plot_at = 0.0
-        self._last_plot = "timeline"
         self._loss_version = -1
 
         self.timeline = EventTimeline(capacity=timeline_capacity).attach(trainer)
-        self.loss_source = LossSource(trainer, evaluator)
+        self.loss_source = LossSource(trainer, evaluator, history=self.history)
         self._build_widgets()
 
         self._session = KernelSession()
@@ -242,13 +268,16 @@ class TrainingPanel:
         checkpoint_note = (
             None if self.checkpoint is not None else "Checkpoints are off: no checkpoint handler was given (TrainingPanel(..., checkpoint=Checkpoint(...)))."
         )
-        replay_note = "Replay is off: no replay recorder was given."
+        replay_note = (
+            None if self.replay is not None else "Replay is off: no epoch replay was given (TrainingPanel(..., replay=EpochReplay(trainer, ...)))."
+        )
         self.checkpoints_view = CheckpointsView(checkpoint_note, replay_note)
         self.save_button = self.checkpoints_view.save_button
         self.load_button = self.checkpoints_view.load_button
         self.replay_button = self.checkpoints_view.replay_button
         self.save_button.on_click(self._guarded("Save", self._save))
         self.load_button.on_click(self._guarded("Load", self._load))
+        self.replay_button.on_click(self._guarded("Replay", self._replay))
         self.checkpoints_view.checkpoints.observe(lambda change: self._update_checkpoint_controls(self.trainer.status), names="value")
 
         header = widgets.HBox(
@@ -573,21 +602,43 @@ class TrainingPanel:
         view = self.checkpoints_view
         if self.checkpoint is None:
             for button in (view.save_button, view.load_button):
-                button.disabled = True
-                button.tooltip = "no checkpoint handler was given"
-            view.checkpoints.disabled = True
+                _set(button, disabled=True, tooltip="no checkpoint handler was given")
+            _set(view.checkpoints, disabled=True)
         else:
-            view.save_button.disabled = False
+            _set(view.save_button, disabled=False)
             if status not in (PAUSED, IDLE):
                 reason = f"Load is possible only while paused or idle; the engine is {status}"
             elif not view.checkpoints.value:
                 reason = "no checkpoint saved yet"
             else:
                 reason = None
-            view.load_button.disabled = reason is not None
-            view.load_button.tooltip = reason or "Load the selected checkpoint into the handler's objects"
-        view.replay_button.disabled = True
-        view.replay_epoch.disabled = True
+            _set(view.load_button, disabled=reason is not None, tooltip=reason or "Load the selected checkpoint into the handler's objects")
+        if self.replay is None:
+            _set(view.replay_button, disabled=True, tooltip="no epoch replay was given")
+            _set(view.replay_epoch, disabled=True)
+        else:
+            if status == RUNNING:
+                reason = "Replay is possible only while the trainer is not running: Pause it first"
+            elif not view.replay_epoch.options:
+                reason = "no epoch snapshot yet: snapshots are taken at the start of each epoch"
+            else:
+                reason = None
+            _set(view.replay_button, disabled=reason is not None, tooltip=reason or "Re-run the selected epoch from its snapshot and compare")
+            _set(view.replay_epoch, disabled=False)
+
+    def _replay(self) -> None:
+        if self.replay is None:
+            raise RuntimeError("Replay is not possible: the panel has no epoch replay")
+        self._settle()
+        if self.trainer.status == RUNNING:
+            raise ActionRefused("Replay is possible only while the trainer is not running: Pause it first")
+        epoch = self.checkpoints_view.replay_epoch.value
+        if epoch is None:
+            raise ActionRefused("Replay needs an epoch: no epoch snapshot yet")
+        self._show_message(f"Replaying epoch {epoch}…", colour="#ef6c00")
+        report = self.replay.replay_epoch(epoch)
+        self.checkpoints_view.show_report(report)
+        self._show_message(str(report), colour="#2e7d32" if report.reproduced else "#c62828")
 
     def _update_listing(self, status: str) -> None:
         if self.checkpoint is None:
@@ -629,10 +680,10 @@ class TrainingPanel:
         self.status_badge.value = status_badge_html(status, self._position())
         self.state_view.value = state_html(snapshot)
         for name, reason in self._control_reasons(status).items():
-            button = self.buttons[name]
-            button.disabled = reason is not None
-            button.tooltip = reason or CONTROL_HELP[name]
+            _set(self.buttons[name], disabled=reason is not None, tooltip=reason or CONTROL_HELP[name])
         self._update_listing(status)
+        if self.replay is not None:
+            self.checkpoints_view.show_replayable(self.replay.epochs)
         self._update_checkpoint_controls(status)
         if self.timeline_view.changed_since_table():
             self.timeline_view.update_table()
@@ -640,28 +691,25 @@ class TrainingPanel:
         self.refresh_count += 1
 
     def _refresh_plots(self, running: bool) -> None:
+        # While training runs, only the loss plot is redrawn, at most every plot_interval and within
+        # plot_budget of the time: drawing competes with training for the interpreter lock. The
+        # timeline plot spans the last few thousand events (a fraction of a second while running),
+        # so it is redrawn when the run stops moving: paused, stepped, done.
         loss_changed = self.loss_source.version != self._loss_version
-        timeline_changed = self.timeline_view.changed_since_plot()
-        if not (loss_changed or timeline_changed):
+        timeline_changed = not running and self.timeline_view.changed_since_plot()
+        if running and time.monotonic() < self._next_plot_at:
             return
-        now = time.monotonic()
-        if running and now < self._next_plot_at:
-            return
-        # While running, one plot per turn, alternating, under the time budget; otherwise both now.
-        if running and loss_changed and timeline_changed:
-            todo = ["loss" if self._last_plot == "timeline" else "timeline"]
-        else:
-            todo = [name for name, changed in (("loss", loss_changed), ("timeline", timeline_changed)) if changed]
         began = time.perf_counter()
-        for name in todo:
-            if name == "loss":
-                version = self.loss_source.version
-                self.loss_image.value = self.loss_plot.render(
-                    self.loss_source.loss_data(), log_scale=self.log_scale.value, subtitle=self._position()
-                )
-                self._loss_version = version
-            else:
-                self.timeline_view.update_plot()
-            self._last_plot = name
-        spent = time.perf_counter() - began
-        self._next_plot_at = time.monotonic() + max(self._plot_interval, spent / self._plot_budget)
+        if loss_changed:
+            version = self.loss_source.version
+            self.loss_image.value = self.loss_plot.render(
+                self.loss_source.loss_data(), log_scale=self.log_scale.value, subtitle=self._position()
+            )
+            self._loss_version = version
+            self.plot_count += 1
+        if timeline_changed:
+            self.timeline_view.update_plot()
+            self.plot_count += 1
+        if running and loss_changed:
+            spent = time.perf_counter() - began
+            self._next_plot_at = time.monotonic() + max(self._plot_interval, spent / self._plot_budget)

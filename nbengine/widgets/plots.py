@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Polygon
 
-__all__ = ["LossData", "LossPlot", "TimelinePlot", "decimate_min_max", "trailing_mean"]
+__all__ = ["LossData", "LossPlot", "TimelinePlot", "min_max_envelope", "trailing_mean"]
 
 # Series colours, in the order metrics are first seen.
 _METRIC_COLOURS = ("#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
@@ -45,38 +46,30 @@ def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
-def decimate_min_max(x: np.ndarray, y: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``max_points`` points that keep the envelope of ``(x, y)``: each of ``max_points // 2``
-    buckets contributes its minimum (at the bucket's first x) and its maximum (at its last x).
-    Shorter series come back unchanged. NaN in a bucket shows as NaN (a gap), never hidden."""
-    max_points = _check_positive_int("max_points", max_points, minimum=2)
+def min_max_envelope(x: np.ndarray, y: np.ndarray, buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``(x, y)`` into ``buckets`` runs of consecutive points and return, per run, its first x,
+    its lowest y and its highest y: the envelope that a plot of every point would fill, so no spike
+    is lost. NaN in a run makes its bounds NaN (a gap), never hidden. Needs ``len(y) >= buckets``."""
+    buckets = _check_positive_int("buckets", buckets)
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"x and y should be 1-D arrays of the same length, got shapes {x.shape} and {y.shape}")
-    if len(y) <= max_points:
-        return x, y
-    buckets = max_points // 2
-    starts = np.linspace(0, len(y), buckets + 1).astype(np.int64)
-    lows = np.minimum.reduceat(y, starts[:-1])
-    highs = np.maximum.reduceat(y, starts[:-1])
-    out_x = np.empty(2 * buckets)
-    out_y = np.empty(2 * buckets)
-    out_x[0::2] = x[starts[:-1]]
-    out_x[1::2] = x[starts[1:] - 1]
-    out_y[0::2] = lows
-    out_y[1::2] = highs
-    return out_x, out_y
+    if len(y) < buckets:
+        raise ValueError(f"need at least buckets={buckets} points, got {len(y)}")
+    starts = np.linspace(0, len(y), buckets + 1).astype(np.int64)[:-1]
+    return x[starts], np.minimum.reduceat(y, starts), np.maximum.reduceat(y, starts)
 
 
-def trailing_mean(y: np.ndarray, window: int) -> np.ndarray:
-    """The mean of the last ``window`` values at each point (fewer at the start), vectorised."""
+def trailing_mean(y: np.ndarray, window: int, at: np.ndarray | None = None) -> np.ndarray:
+    """The mean of the last ``window`` values (fewer at the start) at each index of ``at`` (all
+    indices by default), from one cumulative sum: the cost of the gather is that of ``at``."""
     window = _check_positive_int("window", window)
     y = np.asarray(y, dtype=float)
-    if len(y) == 0 or window == 1:
-        return y.copy()
-    sums = np.cumsum(np.concatenate(([0.0], y)))
-    ends = np.arange(1, len(y) + 1)
+    ends = np.arange(1, len(y) + 1) if at is None else np.asarray(at, dtype=np.int64) + 1
+    if len(y) == 0 or len(ends) == 0:
+        return np.zeros(len(ends))
+    sums = np.concatenate(([0.0], np.cumsum(y)))
     starts = np.maximum(ends - window, 0)
     return (sums[ends] - sums[starts]) / (ends - starts)
 
@@ -111,7 +104,12 @@ class LossPlot(_AggFigure):
         self.metric_axes.xaxis.set_visible(False)
         self.metric_axes.set_visible(False)
         self._legend_handles: list = []
-        (self._raw,) = axes.plot([], [], color="#1f77b4", alpha=0.3, linewidth=0.8, label="output")
+        # At most max_points points are drawn in all: up to max_points outputs as a line; more, as
+        # the min/max band of max_points/4 buckets (a polygon of max_points/2 vertices, cheaper to
+        # fill than the zigzag line through the same points) and max_points/2 smoothed points.
+        (self._raw,) = axes.plot([], [], color="#1f77b4", alpha=0.35, linewidth=0.8, label="output")
+        self._band = Polygon(np.zeros((0, 2)), closed=True, facecolor="#1f77b4", alpha=0.3, linewidth=0, label="output (min–max)")
+        axes.add_patch(self._band)
         (self._smooth,) = axes.plot([], [], color="#1f77b4", linewidth=1.6, label="smoothed")
         self._metric_lines: dict[str, object] = {}
         axes.set_xlabel("iteration")
@@ -129,12 +127,21 @@ class LossPlot(_AggFigure):
                 f"data.iterations and data.outputs should have the same length, got {iterations.shape} and {outputs.shape}"
             )
         window = max(1, min(200, len(outputs) // 20))
-        smooth = trailing_mean(outputs, window)
-        raw_x, raw_y = decimate_min_max(iterations, outputs, self.max_points)
-        # The smoothed curve has no spikes worth keeping: plain striding is enough.
-        stride = max(1, math.ceil(len(smooth) / self.max_points))
-        self._raw.set_data(raw_x, raw_y)
-        self._smooth.set_data(iterations[::stride], smooth[::stride])
+        # The smoothed curve has no spikes worth keeping: it is computed only at evenly spaced points.
+        stride = max(1, math.ceil(len(outputs) / (self.max_points // 2)))
+        sampled = np.arange(len(outputs) - 1, -1, -stride)[::-1]
+        smooth = trailing_mean(outputs, window, at=sampled)
+        banded = len(outputs) > self.max_points
+        if banded:
+            starts, lows, highs = min_max_envelope(iterations, outputs, self.max_points // 4)
+            self._band.set_xy(np.column_stack([np.concatenate([starts, starts[::-1]]), np.concatenate([lows, highs[::-1]])]))
+            self._raw.set_data([], [])
+        else:
+            self._band.set_xy(np.zeros((0, 2)))
+            self._raw.set_data(iterations, outputs)
+        self._band.set_visible(banded)
+        self._raw.set_visible(not banded)
+        self._smooth.set_data(iterations[sampled], smooth)
         self._smooth.set_label(f"mean of last {window}")
         self._message.set_visible(len(outputs) == 0)
 
@@ -160,7 +167,7 @@ class LossPlot(_AggFigure):
             axes.set_yscale("log" if log_scale and positive else "linear")
             axes.relim(visible_only=True)
             axes.autoscale_view()
-        handles = [self._raw, self._smooth] + [self._metric_lines[name] for name in shown_metrics]
+        handles = [self._band if banded else self._raw, self._smooth] + [self._metric_lines[name] for name in shown_metrics]
         labels = [handle.get_label() for handle in handles]
         if labels != self._legend_handles:
             self.axes.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.7)

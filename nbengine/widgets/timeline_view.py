@@ -103,13 +103,11 @@ class TimelineView:
         table_box = widgets.Box([self.table], layout=widgets.Layout(width="52%", max_height="330px", overflow="auto"))
         self.widget = widgets.VBox([widgets.HTML("<b>Event timeline</b>"), self.filter, widgets.HBox([table_box, self.image])])
 
-    def _entries(self) -> list[TimelineEntry]:
-        entries = self.timeline.snapshot()
-        for entry in entries:
-            if entry.event not in self._names:
-                self._names.add(entry.event)
-                self._first_seen.append(entry.event)
-        return entries
+    def _note_names(self) -> None:
+        for name in self.timeline.event_names():
+            if name not in self._names:
+                self._names.add(name)
+                self._first_seen.append(name)
 
     def _update_filter_options(self) -> None:
         options = [("all events", ALL_EVENTS)] + [(name.lower(), name) for name in _ordered(self._names, self._first_seen)]
@@ -120,9 +118,8 @@ class TimelineView:
             if selected in {value for _, value in options}:
                 self.filter.value = selected
 
-    def _filtered(self, entries: list[TimelineEntry]) -> list[TimelineEntry]:
-        wanted = self.filter.value
-        return entries if wanted == ALL_EVENTS else [entry for entry in entries if entry.event == wanted]
+    def _wanted(self) -> list[str] | None:
+        return None if self.filter.value == ALL_EVENTS else [self.filter.value]
 
     def changed_since_table(self) -> bool:
         return self.timeline.count != self._shown_count
@@ -133,19 +130,19 @@ class TimelineView:
     def update_table(self) -> None:
         """Refresh the filter's choices and the table (cheap)."""
         count = self.timeline.count
-        entries = self._entries()
+        self._note_names()
         self._update_filter_options()
-        shown = self._filtered(entries)[-self.rows :]
+        shown = self.timeline.snapshot(events=self._wanted(), last=self.rows)
         self.table.value = timeline_table_html(shown, count, self.timeline.capacity)
         self._shown_count = count
 
     def update_plot(self) -> None:
-        """Redraw the plot (tens of milliseconds: the panel throttles it)."""
+        """Redraw the plot (tens of milliseconds: the panel decides when)."""
         count = self.timeline.count
-        entries = self._filtered(self._entries())
-        wanted = self.filter.value
-        names = [wanted] if wanted != ALL_EVENTS else _ordered(self._names, self._first_seen)
-        self.image.value = self.plot.render(entries, names)
+        self._note_names()
+        wanted = self._wanted()
+        names = wanted if wanted is not None else _ordered(self._names, self._first_seen)
+        self.image.value = self.plot.render(self.timeline.snapshot(events=wanted), names)
         self._plotted_count = count
 
     def force(self) -> None:

@@ -209,3 +209,14 @@ def test_entries_are_named_tuples():
     assert isinstance(first, TimelineEntry)
     assert first._fields == ("seq", "event", "epoch", "iteration", "time", "handlers")
     assert (first.seq, first.event, first.handlers) == (1, "STARTED", ())
+
+
+def test_event_names_lists_the_types_in_the_buffer_in_first_appearance_order():
+    engine = Engine(lambda engine, batch: batch)
+    timeline = EventTimeline(capacity=3).attach(engine)
+    assert timeline.event_names() == []
+    engine.step(events=2, data=[1], max_epochs=1)
+    assert timeline.event_names() == ["STARTED", "EPOCH_STARTED"]
+    engine.run()
+    # Only the last three events are held: ITERATION_COMPLETED, EPOCH_COMPLETED, COMPLETED.
+    assert timeline.event_names() == ["ITERATION_COMPLETED", "EPOCH_COMPLETED", "COMPLETED"]

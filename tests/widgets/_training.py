@@ -50,3 +50,19 @@ class Mlp:
 
     def weights(self) -> list[torch.Tensor]:
         return [p.detach().clone() for p in self.model.parameters()]
+
+
+class DeterministicMlp(Mlp):
+    """The same MLP trained by a ``DeterministicEngine`` over a shuffling DataLoader, so that its
+    epochs can be replayed."""
+
+    def __init__(self, batches: int = 10, seed: int = 7) -> None:
+        from torch.utils.data import DataLoader, TensorDataset
+
+        from nbengine.engine.deterministic import DeterministicEngine
+
+        super().__init__(batches)
+        x = torch.cat([x for x, _ in self.data])
+        y = torch.cat([y for _, y in self.data])
+        self.loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
+        self.trainer = DeterministicEngine(self.step, seed=seed)

@@ -1,0 +1,198 @@
+"""TrainingPanel replay (EpochReplay), the loss plot fed by History or its own recorder, the
+timeline view, the throttle, and the log-scale toggle."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nbengine.engine import Engine, Events
+from nbengine.handlers import EpochReplay, History
+from nbengine.widgets.loss_source import current_timeline
+from nbengine.widgets.plots import LossData, LossPlot, min_max_envelope, trailing_mean
+
+from ._training import DeterministicMlp, Mlp, wait_until
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(data)).size
+
+
+def test_replay_of_an_epoch_shows_that_it_reproduced(make_panel):
+    mlp = DeterministicMlp()
+    replay = EpochReplay(mlp.trainer, {"model": mlp.model, "optimizer": mlp.optimizer}, keep_last=3)
+    panel = make_panel(mlp.trainer, data=mlp.loader, max_epochs=100_000, replay=replay).start()
+    assert panel.history is replay.history
+    wait_until(lambda: mlp.trainer.state.epoch >= 4, what="four epochs")
+    assert panel.replay_button.disabled  # running
+    panel.buttons["pause"].click()
+    position = (mlp.trainer.state.epoch, mlp.trainer.state.iteration)
+    weights = mlp.weights()
+    epochs = list(panel.checkpoints_view.replay_epoch.options)
+    assert epochs == replay.epochs and len(epochs) == 3
+    completed = [epoch for epoch in epochs if epoch < position[0]]
+    panel.checkpoints_view.replay_epoch.value = completed[0]
+    assert not panel.replay_button.disabled
+    panel.replay_button.click()
+    report_html = panel.checkpoints_view.replay_report.value
+    assert "reproduced: every batch and every output identical" in report_html
+    assert f"<td class='nbengine-replay-epoch'>{completed[0]}</td>" in report_html
+    assert "<td class='nbengine-replay-iterations-compared'>10</td>" in report_html
+    assert "<td class='nbengine-replay-max-difference'>0.0</td>" in report_html
+    # The trainer is where it was: a replay runs on a replica.
+    assert (mlp.trainer.state.epoch, mlp.trainer.state.iteration) == position
+    assert all((a == b).all() for a, b in zip(mlp.weights(), weights))
+    assert not panel.errors
+
+
+def test_without_replay_the_replay_part_is_off_with_the_reason(make_panel):
+    panel = make_panel(Engine(lambda engine, batch: batch), data=[1], max_epochs=1)
+    assert panel.replay_button.disabled
+    assert "Replay is off: no epoch replay was given" in panel.checkpoints_view.replay_note.value
+
+
+def test_the_loss_plot_reads_a_given_history(make_panel):
+    mlp = Mlp(batches=5)
+    history = History().attach(mlp.trainer)
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=3, history=history)
+    panel.start().wait(timeout=60)
+    data = panel.loss_source.loss_data()
+    snapshot = history.snapshot()
+    assert data.iterations.tolist() == list(range(1, 16))
+    assert data.outputs.tolist() == snapshot.values[:, 0].tolist()
+    wait_until(lambda: panel.plot_count >= 1 and panel._loss_version == panel.loss_source.version, what="a loss plot of the finished run")
+    assert png_size(panel.loss_image.value) == (640, 300)
+
+
+def test_the_own_recorder_and_the_evaluator_metrics_feed_the_loss_plot(make_panel):
+    mlp = Mlp(batches=4)
+    evaluator = Engine(lambda engine, batch: batch)
+
+    @evaluator.on(Events.COMPLETED)
+    def score(engine):
+        engine.state.metrics = {"accuracy": 0.5 + 0.1 * mlp.trainer.state.epoch, "label": "not a number"}
+
+    mlp.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run([0], max_epochs=1))
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=3, evaluator=evaluator)
+    assert panel.validation_note.value.count("off") == 0
+    panel.start().wait(timeout=60)
+    data = panel.loss_source.loss_data()
+    assert data.iterations.tolist() == list(range(1, 13))
+    assert len(data.outputs) == 12 and np.isfinite(data.outputs).all()
+    assert list(data.metrics) == ["accuracy"]
+    xs, ys = data.metrics["accuracy"]
+    assert xs.tolist() == [4.0, 8.0, 12.0] and ys.tolist() == pytest.approx([0.6, 0.7, 0.8])
+
+
+def test_after_a_load_the_plot_shows_the_run_as_it_stands():
+    assert current_timeline(np.array([1, 2, 3, 4, 5, 3, 4, 5, 6.0])).tolist() == [True, True] + [False] * 3 + [True] * 4
+    assert current_timeline(np.array([1, 2, 3, 1, 2.0])).tolist() == [False, False, False, True, True]
+    assert current_timeline(np.array([])).tolist() == []
+
+
+def test_decimation_keeps_every_spike_and_bounds_the_points():
+    n = 1_000_000
+    x = np.arange(n, dtype=float)
+    y = np.zeros(n)
+    y[123_457] = 50.0
+    y[876_543] = -7.0
+    starts, lows, highs = min_max_envelope(x, y, 500)
+    assert len(starts) == 500
+    assert highs.max() == 50.0 and lows.min() == -7.0
+    plot = LossPlot(max_points=2000)
+    png = plot.render(LossData(x, y, {}))
+    assert png_size(png) == (640, 300)
+    drawn = len(plot._band.get_xy()) + len(plot._smooth.get_xdata())
+    assert drawn <= 2000 + 1  # the polygon repeats its first vertex to close
+    band_y = plot._band.get_xy()[:, 1]
+    assert band_y.max() == 50.0 and band_y.min() == -7.0
+
+
+def test_short_histories_are_drawn_point_by_point():
+    plot = LossPlot(max_points=2000)
+    x = np.arange(1, 101, dtype=float)
+    plot.render(LossData(x, np.sqrt(x), {}))
+    assert plot._raw.get_xdata().tolist() == x.tolist() and not plot._band.get_visible()
+
+
+def test_trailing_mean():
+    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert trailing_mean(y, 2).tolist() == [1.0, 1.5, 2.5, 3.5, 4.5]
+    assert trailing_mean(y, 3, at=np.array([0, 4])).tolist() == [1.0, 4.0]
+
+
+def test_log_scale_toggle_redraws_the_loss_plot_on_a_log_axis(make_panel):
+    mlp = Mlp(batches=5)
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=2)
+    panel.start().wait(timeout=60)
+    wait_until(lambda: panel._loss_version == panel.loss_source.version, what="the final loss plot")
+    linear = panel.loss_image.value
+    assert panel.loss_plot.axes.get_yscale() == "linear"
+    panel.log_scale.value = True
+    assert panel.loss_plot.axes.get_yscale() == "log"
+    assert panel.loss_image.value != linear
+    panel.log_scale.value = False
+    assert panel.loss_plot.axes.get_yscale() == "linear"
+
+
+def test_plots_are_throttled_by_time_while_running_and_follow_steps_when_paused(make_panel):
+    mlp = Mlp()
+    # An hour between plot redraws while running: after the first, none until the run stops moving.
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100_000, plot_interval=3600.0).start()
+    wait_until(lambda: panel._next_plot_at > 0, what="the first plot of the run")
+    drawn = panel.plot_count
+    image = panel.loss_image.value
+    count = panel.refresh_count
+    wait_until(lambda: panel.refresh_count >= count + 4, what="four more refreshes")
+    assert (panel.plot_count, panel.loss_image.value) == (drawn, image)
+    panel.buttons["pause"].click()
+    assert panel.plot_count > drawn and panel.loss_image.value != image
+    after_pause = panel.plot_count
+    panel.buttons["step"].click()
+    # One step: the loss plot and the timeline plot are both redrawn at once.
+    assert panel.plot_count == after_pause + 2
+
+
+def test_the_timeline_view_lists_recent_events_and_filters_them(make_panel):
+    mlp = Mlp(batches=3)
+
+    def log_loss(engine):
+        pass
+
+    mlp.trainer.add_event_handler(Events.ITERATION_COMPLETED, log_loss)
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=2)
+    panel.buttons["step"].click()
+    table = panel.timeline_view.table.value
+    rows = re.findall(r"<tr class='nbengine-timeline-row'><td>(\d+)</td><td><code>(\w+)</code></td><td>(\d+)</td><td>(\d+)</td><td[^>]*>([^<]*)</td>", table)
+    assert [(int(seq), name, int(epoch), int(it)) for seq, name, epoch, it, _ in rows] == [
+        (1, "started", 0, 0),
+        (2, "epoch_started", 1, 0),
+        (3, "get_batch_started", 1, 0),
+        (4, "get_batch_completed", 1, 0),
+        (5, "iteration_started", 1, 1),
+        (6, "iteration_completed", 1, 1),
+    ]
+    assert rows[-1][4].startswith("log_loss ") and rows[0][4] == "—"
+    assert "6 events recorded; the last 6 are kept" in table
+    labels = [label for label, _ in panel.timeline_view.filter.options]
+    assert labels == ["all events", "started", "epoch_started", "get_batch_started", "get_batch_completed", "iteration_started", "iteration_completed"]
+    panel.buttons["step_epoch"].click()
+    panel.timeline_view.filter.value = "ITERATION_COMPLETED"
+    table = panel.timeline_view.table.value
+    names = re.findall(r"<td><code>(\w+)</code></td>", table)
+    assert names == ["iteration_completed"] * 3
+    assert png_size(panel.timeline_view.image.value) == (480, 300)
+    assert not panel.errors
+
+
+def test_history_and_replay_of_another_engine_are_refused(make_panel):
+    trainer = Engine(lambda engine, batch: batch)
+    other = Engine(lambda engine, batch: batch)
+    with pytest.raises(ValueError, match=r"history should be a History attached to the trainer .* attached to <nbengine"):
+        make_panel(trainer, history=History().attach(other))
+    with pytest.raises(ValueError, match=r"replay should be an EpochReplay of the trainer"):
+        make_panel(trainer, replay="replay")
