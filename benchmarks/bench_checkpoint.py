@@ -11,6 +11,10 @@ and checked in one pass split across threads), the same with ``mmap=True``, inte
 and ``Checkpoint.load_objects`` into the model and optimizer. Listing reads trailers only.
 
 Repetitions of the cases are interleaved so drift hits them alike; medians are reported, with ratios.
+The raw read allocates one fresh 100 MB buffer each time (new pages to fault in), while torch's
+storages of a few MB reuse freed heap memory, which is why ``torch.load`` can beat the raw read. The
+CRC-32 (zlib, about 6.5 GB/s on one core here) is the whole cost of checking; it is split across the
+CPUs this process may use, so the load ratio is best on an idle machine.
 
     python benchmarks/bench_checkpoint.py [--quick] [--dir FOLDER] [--threads N]
 """
