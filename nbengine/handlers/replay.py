@@ -420,6 +420,11 @@ class EpochReplay:
             twin = trainer.replica(
                 self._handler_filter(matched, skipped), epoch_start_rng_states=engine_state.get("rng_states")
             )
+            if twin.state.dataloader is None and engine_state.get("data_length") is not None:
+                raise ValueError(
+                    f"the trainer has no data to replay epoch {epoch} with; give it the data it was trained on "
+                    "first, with trainer.set_data(data) (or by running it)"
+                )
             unmatched = [index for index, found in enumerate(matched) if not found]
             if unmatched:
                 index = unmatched[0]

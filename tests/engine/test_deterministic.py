@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, WeightedRandomSampler
 
 import nbengine.engine.deterministic as deterministic_module
-from nbengine.engine import Engine, Events
+from nbengine.engine import Events
 from nbengine.engine.deterministic import (
     DeterministicEngine,
     ReproducibleBatchSampler,
@@ -613,8 +613,3 @@ def test_a_state_dict_from_data_of_another_length_is_refused_when_the_run_contin
     assert other.seen == []
     other.engine.run(DataLoader(Indexed(18), batch_size=4, shuffle=True))
     assert other.engine.state.iteration == 10
-
-
-def test_a_plain_engine_is_not_made_deterministic_by_this_module():
-    engine = Engine(lambda e, b: None)
-    assert not hasattr(engine, "replica")
