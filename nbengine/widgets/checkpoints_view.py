@@ -97,16 +97,17 @@ class CheckpointsView:
     def listed_paths(self) -> list[str]:
         return [value for _, value in self._listed]
 
-    def show_replayable(self, epochs: Sequence[int]) -> None:
+    def show_replayable(self, epochs: Sequence[int], completed: int) -> None:
         """Offer the epochs that have a snapshot; keep the selection when it is still offered, else
-        select the latest."""
+        select the latest of them that is complete (``completed`` epochs are)."""
         options = tuple(int(epoch) for epoch in epochs)
         if options == tuple(self.replay_epoch.options):
             return
         selected = self.replay_epoch.value
         self.replay_epoch.options = options
         if options:
-            self.replay_epoch.value = selected if selected in options else options[-1]
+            done = [epoch for epoch in options if epoch <= completed]
+            self.replay_epoch.value = selected if selected in options else (done or options)[-1]
 
     def show_report(self, report: Any) -> None:
         """Show a ``ReplayReport``: the verdict first, then the comparison in figures."""

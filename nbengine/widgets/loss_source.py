@@ -6,7 +6,9 @@ This module owns what the loss plot is fed: the trainer's output at each ITERATI
 it is a number or a one-element tensor; the first series of a History) and the evaluator's metrics
 at each of its COMPLETED events, placed at the trainer's iteration at that moment. When the run
 went back (a checkpoint loaded, a run started again), only the records of the current timeline are
-plotted. ``version`` says whether anything new was recorded; ``loss_data()`` returns the arrays.
+plotted. ``version`` says whether anything new was recorded; ``loss_data()`` returns the arrays;
+``last_output`` is the last numeric output, which the State view shows while the engine's own
+output is None (from the fetch of a batch to the end of its iteration).
 
 The own recorder takes the output from the engine's trace hook rather than from a handler:
 the hook is already called after every event for the timeline, and an added handler would put
@@ -71,7 +73,8 @@ class LossSource:
         self._metrics_lock = threading.Lock()
         self._metrics: dict[str, tuple[list[float], list[float]]] = {}
         self._evaluations = 0
-        self._remove_hook = trainer.add_trace_hook(self._on_event) if history is None else None
+        self._last: tuple[int, float] | None = None
+        self._remove_hook = trainer.add_trace_hook(self._on_event)
         self._evaluator_handle = None
         if evaluator is not None:
             self._evaluator_handle = evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated)
@@ -82,13 +85,20 @@ class LossSource:
         outputs = self._recorded if self._history is None else self._history.version
         return outputs + self._evaluations
 
+    @property
+    def last_output(self) -> tuple[int, float] | None:
+        """``(iteration, value)`` of the last numeric output, or None."""
+        return self._last
+
     def _on_event(self, event: Any, state: Any, timings: Any) -> None:
         if event is not _ITERATION_COMPLETED:
             return
         value = _as_float(state.output)
         if value is not None:
-            self._append((state.iteration, value))
-            self._recorded += 1
+            point = self._last = (state.iteration, value)
+            if self._history is None:
+                self._append(point)
+                self._recorded += 1
 
     def _on_evaluated(self, evaluator: Any) -> None:
         iteration = float(self._trainer.state.iteration)

@@ -675,19 +675,22 @@ class TrainingPanel:
     def _refresh_locked(self) -> None:
         if self._closed.is_set():
             return
-        snapshot = read_state(self.trainer)
+        snapshot = read_state(self.trainer, last_output=self.loss_source.last_output)
         status = snapshot.status
-        self.status_badge.value = status_badge_html(status, self._position())
         self.state_view.value = state_html(snapshot)
         for name, reason in self._control_reasons(status).items():
             _set(self.buttons[name], disabled=reason is not None, tooltip=reason or CONTROL_HELP[name])
         self._update_listing(status)
         if self.replay is not None:
-            self.checkpoints_view.show_replayable(self.replay.epochs)
+            completed = snapshot.epoch if snapshot.iteration_in_epoch == snapshot.epoch_length else snapshot.epoch - 1
+            self.checkpoints_view.show_replayable(self.replay.epochs, completed)
         self._update_checkpoint_controls(status)
         if self.timeline_view.changed_since_table():
             self.timeline_view.update_table()
         self._refresh_plots(status == RUNNING)
+        # The status last: once the front end shows a new status, the rest of this refresh is there.
+        position = f"epoch {snapshot.epoch}, iteration {snapshot.iteration} ({snapshot.last_event or '—'})"
+        self.status_badge.value = status_badge_html(status, position)
         self.refresh_count += 1
 
     def _refresh_plots(self, running: bool) -> None:

@@ -186,7 +186,7 @@ class TimelinePlot(_AggFigure):
         self.duration_axes = self.figure.add_axes((0.34, 0.12, 0.63, 0.25), sharex=self.events_axes)
         (self._events,) = self.events_axes.plot([], [], linestyle="none", marker="|", markersize=9, color="#1f77b4")
         (self._durations,) = self.duration_axes.plot([], [], linestyle="none", marker=".", markersize=4, color="#ff7f0e")
-        self.events_axes.set_title("recent events", fontsize=9, loc="left")
+        self._title = self.events_axes.set_title("recent events", fontsize=9, loc="left")
         self.events_axes.tick_params(labelbottom=False, labelsize=7)
         self.duration_axes.tick_params(labelsize=7)
         self.duration_axes.set_ylabel("handlers (ms)", fontsize=8)
@@ -194,8 +194,9 @@ class TimelinePlot(_AggFigure):
         self.events_axes.grid(True, axis="x", alpha=0.3)
         self.duration_axes.grid(True, alpha=0.3)
 
-    def render(self, entries: Sequence, event_names: Sequence[str]) -> bytes:
+    def render(self, entries: Sequence, event_names: Sequence[str], title: str = "recent events") -> bytes:
         """Draw the timeline ``entries`` (``TimelineEntry``) with one row per name in ``event_names``."""
+        self._title.set_text(title)
         rows = {name: index for index, name in enumerate(event_names)}
         times = np.fromiter((entry.time for entry in entries), dtype=float, count=len(entries))
         positions = np.fromiter((rows.get(entry.event, -1) for entry in entries), dtype=float, count=len(entries))

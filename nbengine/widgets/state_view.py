@@ -88,8 +88,10 @@ def _event_name(event: Any) -> str | None:
     return event if isinstance(event, str) else getattr(event, "name", repr(event))
 
 
-def read_state(engine: Any) -> StateSnapshot:
-    """Copy what the State view shows from ``engine`` (any thread)."""
+def read_state(engine: Any, last_output: tuple[int, float] | None = None) -> StateSnapshot:
+    """Copy what the State view shows from ``engine`` (any thread). Between the fetch of a batch
+    and the end of its iteration the engine's output is None; ``last_output``, the
+    ``(iteration, value)`` of the last recorded output, is shown then."""
     state = engine.state
     epoch = int(state.epoch or 0)
     iteration = int(state.iteration or 0)
@@ -112,12 +114,19 @@ def read_state(engine: Any) -> StateSnapshot:
         epoch_length=epoch_length,
         max_iters=state.max_iters,
         last_event=_event_name(engine.last_event),
-        output=format_value(state.output),
+        output=_output_text(state.output, last_output),
         metrics=metrics,
         times=times,
         error=None if error is None else f"{type(error).__name__}: {error}",
         traceback=None if error is None else "".join(traceback.format_exception(error)),
     )
+
+
+def _output_text(output: Any, last_output: tuple[int, float] | None) -> str:
+    if output is None and last_output is not None:
+        iteration, value = last_output
+        return f"{format_value(value)} (iteration {iteration})"
+    return format_value(output)
 
 
 def status_badge_html(status: str, detail: str = "") -> str:

@@ -53,7 +53,7 @@ def timeline_table_html(entries: Sequence[TimelineEntry], total: int, capacity: 
     )
     rows = []
     for entry in entries:
-        handlers = ", ".join(f"{html.escape(_short(name))} {seconds * 1e3:.3f}" for name, seconds in entry.handlers)
+        handlers = ", ".join(f"{seconds * 1e3:.3f} {html.escape(_short(name))}" for name, seconds in entry.handlers)
         rows.append(
             f"<tr class='nbengine-timeline-row'><td>{entry.seq}</td><td><code>{entry.event.lower()}</code></td>"
             f"<td>{entry.epoch}</td><td>{entry.iteration}</td>"
@@ -142,7 +142,12 @@ class TimelineView:
         self._note_names()
         wanted = self._wanted()
         names = wanted if wanted is not None else _ordered(self._names, self._first_seen)
-        self.image.value = self.plot.render(self.timeline.snapshot(events=wanted), names)
+        entries = self.timeline.snapshot(events=wanted)
+        title = "recent events"
+        if entries:
+            last = entries[-1]
+            title = f"the last {len(entries)} events, up to #{last.seq} (epoch {last.epoch}, iteration {last.iteration})"
+        self.image.value = self.plot.render(entries, names, title)
         self._plotted_count = count
 
     def force(self) -> None:
