@@ -1,5 +1,5 @@
 """Run in a subprocess by test_checkpoint_disk.py: a trainer saves a small checkpoint after epoch 1,
-announces it on stdout, then starts a large (384 MB) save after epoch 2 that the test kills.
+announces it on stdout, then starts a large (512 MB) save after epoch 2 that the test kills.
 
 Usage: python checkpoint_child.py DIRNAME N_SAVED
 """
@@ -23,7 +23,7 @@ class Blob:
     def state_dict(self) -> dict:
         if self.trainer.state.epoch == 1:
             return {"values": torch.arange(10.0)}
-        return {f"part{i}": torch.full((1 << 20,), float(i)) for i in range(96)}
+        return {f"part{i}": torch.full((1 << 20,), float(i)) for i in range(128)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         raise NotImplementedError("the child only saves")
