@@ -10,6 +10,7 @@ does any ``error`` output left in the executed notebook. Cells tagged in the not
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,46 @@ def test_notebook_is_stored_without_outputs(name):
     assert [(cell.outputs, cell.execution_count) for cell in code_cells] == [([], None)] * len(code_cells)
     assert "widgets" not in notebook.metadata
     assert notebook.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_binder_installs_cpu_torch_then_nbengine_with_the_notebook_extra():
+    import ast
+    import os
+    import tomllib
+
+    import torch
+
+    requirements = [
+        line.strip() for line in (ROOT / "binder" / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    # The torch the tests run with, as PyTorch's CPU index names it.
+    assert requirements == [
+        "--extra-index-url https://download.pytorch.org/whl/cpu",
+        f"torch=={torch.__version__.split('+')[0]}+cpu",
+    ]
+    post_build = ROOT / "binder" / "postBuild"
+    assert os.access(post_build, os.X_OK)
+    lines = post_build.read_text().splitlines()
+    assert lines[0] == "#!/usr/bin/env bash"
+    assert [line for line in lines if "pip install" in line] == ['python -m pip install --no-cache-dir -e ".[notebook]"']
+
+    # Everything the notebooks import comes from torch, nbengine, the standard library or the notebook extra.
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["notebook"]
+    distributions = {requirement.split(">")[0].split("=")[0].strip() for requirement in extra}
+    provided_by = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "IPython": "ipykernel", "ipywidgets": "ipywidgets"}
+    imported = set()
+    for name in NOTEBOOKS:
+        for cell in read_notebook(name).cells:
+            if cell.cell_type == "code":
+                for node in ast.walk(ast.parse(cell.source)):
+                    if isinstance(node, ast.Import):
+                        imported.update(alias.name.split(".")[0] for alias in node.names)
+                    elif isinstance(node, ast.ImportFrom):
+                        imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"torch", "nbengine"}
+    assert third_party <= set(provided_by), third_party
+    assert {provided_by[module] for module in third_party} <= distributions
 
 
 # ---------------------------------------------------------------------------------------------- executed
