@@ -121,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="train on scikit-learn's bundled digits, pause and resume, replay an epoch, write the plots",
         description=(
-            "Train a small MLP on scikit-learn's bundled digits with a progress bar and a checkpoint per epoch; "
-            "pause in the middle of the run and resume; replay one epoch from its snapshot and print the report "
-            "proving it reproduced; write loss.png and timeline.png. Exits with status 1 if the replay diverges."
+            "Train a small MLP on scikit-learn's bundled digits in the background, with a progress bar and a "
+            "checkpoint per epoch; pause in the middle of the --replay-epoch epoch, inspect, checkpoint and resume; "
+            "then replay that epoch from its snapshot and print the report proving it reproduced; write loss.png, "
+            "timeline.png and replay_report.txt. Exit status: 0 when the replay reproduced the epoch, 1 when it "
+            "diverged, 2 on bad arguments or an unwritable folder."
         ),
     )
     demo.add_argument(

@@ -282,3 +282,16 @@ def test_prepare_output_folder_refuses_a_file_and_a_non_path(tmp_path):
         prepare_output_folder(tmp_path / "file")
     with pytest.raises(TypeError, match=r"folder should be a path or None, got 3 of type int"):
         prepare_output_folder(3)
+
+
+def test_help_and_version_answer_with_status_0(tmp_path):
+    from nbengine import __version__
+
+    version = run_script("--version", cwd=tmp_path)
+    assert (version.returncode, version.stdout, version.stderr) == (0, f"nbengine {__version__}\n", "")
+    demo_help = run_script("demo", "--help", cwd=tmp_path)
+    assert demo_help.returncode == 0 and demo_help.stderr == ""
+    assert demo_help.stdout.startswith("usage: nbengine demo [-h] [--epochs EPOCHS] [--replay-epoch REPLAY_EPOCH]")
+    for option in ("--epochs", "--replay-epoch", "--seed", "--replay-lr"):
+        assert option in demo_help.stdout
+    assert list(tmp_path.iterdir()) == []
