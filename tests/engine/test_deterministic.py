@@ -515,11 +515,22 @@ def test_reproducible_batch_sampler_orders_are_pure_functions_of_seed_and_epoch(
 
 def test_reproducible_batch_sampler_lends_its_generator_and_gives_it_back():
     own = torch.Generator().manual_seed(0)
-    inner = RandomSampler(range(8), generator=own)
+    inner = RandomSampler(range(8), replacement=True, generator=own)
     sampler = ReproducibleBatchSampler(BatchSampler(inner, 4, False), seed=1)
     state = own.get_state()
-    list(sampler)
+    first = list(sampler)
     assert inner.generator is own and torch.equal(own.get_state(), state)
+    assert ReproducibleBatchSampler(BatchSampler(inner, 4, False), seed=1).batches() == first
+
+
+def test_a_plain_shuffled_loader_gets_one_permutation_per_pass():
+    loader = DataLoader(range(10), batch_size=4, shuffle=True, drop_last=True)
+    sampler = ReproducibleBatchSampler(loader.batch_sampler, seed=3)
+    passes = [sampler.batches(epoch) for epoch in range(3)]
+    assert [len(batches) for batches in passes] == [2, 2, 2]
+    assert all(len(set(i for batch in batches for i in batch)) == 8 for batches in passes)
+    assert passes[0] != passes[1] != passes[2]
+    assert ReproducibleBatchSampler(DataLoader(range(5), batch_size=2).batch_sampler).batches() == [[0, 1], [2, 3], [4]]
 
 
 def test_update_dataloader_keeps_the_loader_settings():
