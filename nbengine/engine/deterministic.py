@@ -10,6 +10,10 @@ the uninterrupted run would have fetched next: the consumed batches are not fetc
 costs the same whatever the epoch. (pytorch-ignite's sampler draws the order lazily from the global
 RNG *after* the saved RNG state was restored, so its mid-epoch resume repeats and skips samples.)
 
+Because the position in the data follows from the iteration alone, ``terminate_epoch()`` does not
+restart the data as ``Engine`` does: the next epoch goes on with the next batch of the stream, and
+``set_data(data)`` continues at the batch ``data`` holds for the current iteration.
+
 What else is made deterministic, and how:
 
 - At every ``EPOCH_STARTED`` the global generators (Python, numpy, torch, CUDA) are seeded from
