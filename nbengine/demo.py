@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -296,7 +297,7 @@ def _report_text(report: ReplayReport, pause_iteration: int) -> str:
     if report.first_divergent_iteration is not None:
         lines.append(f"  first divergence at iteration {report.first_divergent_iteration}")
     if report.skipped_handlers:
-        lines.append("  not run during the replay: " + "; ".join(report.skipped_handlers))
+        lines.append("  not run during the replay: " + "; ".join(_handler_label(name) for name in report.skipped_handlers))
     return "\n".join(lines) + "\n"
 
 
@@ -381,6 +382,8 @@ def _loss_png(training: _Training, report: ReplayReport, pause_iteration: int, e
     return _png(figure)
 
 
+_OBJECT_REPR = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
+
 # The rows of the timeline plot, top to bottom; other events go to an "other" row.
 _TIMELINE_ROWS = (
     "STARTED",
@@ -450,7 +453,6 @@ def _timeline_png(timeline: EventTimeline, pause_iteration: int) -> bytes:
 
 
 def _handler_label(name: str) -> str:
-    """A handler's name for the plot: a callable object's repr ``<module.Class object at 0x...>`` becomes ``Class``."""
-    if name.startswith("<") and " object at " in name:
-        return name[1:].split(" object at ", 1)[0].rsplit(".", 1)[-1]
-    return name
+    """A handler's name as shown: a callable object's repr ``<module.Class object at 0x...>`` becomes
+    ``Class`` (the address changes from run to run and says nothing)."""
+    return _OBJECT_REPR.sub(r"\1", name)

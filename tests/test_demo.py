@@ -87,6 +87,9 @@ def test_demo_succeeds_and_says_the_replay_matched(demo_run):
         "reproduced" in lines
     )
     assert lines[-1] == "REPLAY MATCHED: epoch 2 reproduced exactly"
+    # The handlers the replay left out are named, the pause among them, without object addresses.
+    (skipped,) = [line for line in lines if line.startswith("  not run during the replay: ")]
+    assert "_Training.pause_in_the_middle on ITERATION_COMPLETED" in skipped and " object at 0x" not in skipped
     # The progress bar goes to stderr and reaches the end of every epoch.
     for epoch in range(1, 5):
         assert f"Epoch [{epoch}/4]: [45/45] 100%" in result.stderr
