@@ -157,6 +157,21 @@ def test_demo_without_a_folder_makes_a_fresh_one_and_fails_when_the_replay_diver
     check_png(folder / "timeline.png", 1000, 750)
 
 
+@pytest.mark.slow
+def test_demo_run_again_in_a_folder_replaces_its_checkpoints_and_leaves_other_files(tmp_path):
+    checkpoints = tmp_path / "out" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "demo_checkpoint_999.pt").write_bytes(b"from an earlier demo run")
+    (checkpoints / "notes.txt").write_text("mine")
+    result = run_script("demo", "out", "--epochs", "2", "--replay-epoch", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "paused at epoch 1, iteration 22 (after ITERATION_COMPLETED), status 'paused'" in result.stdout.splitlines()
+    assert result.stdout.splitlines()[-1] == "REPLAY MATCHED: epoch 1 reproduced exactly"
+    assert sorted(p.name for p in checkpoints.iterdir()) == sorted(
+        ["demo_checkpoint_22.pt", "demo_checkpoint_45.pt", "demo_checkpoint_90.pt", "notes.txt"]
+    )
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 
