@@ -128,8 +128,9 @@ class EventTimeline:
     def _record(self, event: Any, state: Any, timings: list[tuple[str, float]]) -> None:
         # The training side calls this after every event: one tuple, one append, no lock (a deque
         # append is atomic, and only the training side writes). The engine hands over a fresh
-        # timings list each time, so keeping a reference is safe.
-        self._append((next(self._numbers), event, state.epoch, state.iteration, _clock(), timings))
+        # timings list each time, so keeping a reference is safe; an empty one is not kept, so it
+        # goes back to the allocator at once instead of living on in the buffer.
+        self._append((next(self._numbers), event, state.epoch, state.iteration, _clock(), timings or ()))
 
     def _copy_entries(self) -> list[tuple]:
         # Copying a deque that another thread appends to can fail with "deque mutated during

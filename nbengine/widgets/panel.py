@@ -28,6 +28,7 @@ from __future__ import annotations
 import html
 import logging
 import numbers
+import os
 import threading
 import time
 import traceback
@@ -134,7 +135,7 @@ class TrainingPanel:
         key: str | None = None,
         refresh_interval: float = 0.25,
         plot_interval: float = 1.0,
-        plot_budget: float = 0.02,
+        plot_budget: float = 0.01,
         timeline_capacity: int = 2000,
     ) -> None:
         if not isinstance(trainer, Engine):
@@ -183,7 +184,7 @@ class TrainingPanel:
 
         #: Exceptions raised by buttons and refreshes, newest last (also shown in the message line).
         self.errors: deque[BaseException] = deque(maxlen=20)
-        #: Refreshes done so far, and plots drawn so far; tests wait on them.
+        #: Refreshes done so far (including those that found nothing new), and plots drawn so far.
         self.refresh_count = 0
         self.plot_count = 0
         self._pending_error: BaseException | None = None
@@ -192,10 +193,12 @@ class TrainingPanel:
         self._wake = threading.Event()
         self._plots_dirty = True
         self._listing_dirty = checkpoint is not None
-        self._listing_signature: tuple | None = None
-        self._listed_at = 0.0
+        self._listing_signature: int | None = None
         self._next_plot_at = 0.0
+        self._was_running = False
         self._loss_version = -1
+        self._shown_signature: tuple | None = None
+        self._view_version = 0
 
         self.timeline = EventTimeline(capacity=timeline_capacity).attach(trainer)
         self.loss_source = LossSource(trainer, evaluator, history=self.history)
@@ -640,22 +643,26 @@ class TrainingPanel:
         self.checkpoints_view.show_report(report)
         self._show_message(str(report), colour="#2e7d32" if report.reproduced else "#c62828")
 
-    def _update_listing(self, status: str) -> None:
+    def _update_listing(self) -> None:
         if self.checkpoint is None:
             return
-        signature = (status, self.trainer.state.epoch)
-        now = time.monotonic()
-        due = signature != self._listing_signature and now - self._listed_at > 2.0
-        if not (self._listing_dirty or due):
+        # Committing a checkpoint (os.replace) or removing one changes the folder's mtime: one stat
+        # per refresh tells whether the listing (a read per file) is worth redoing.
+        try:
+            signature: int | None = os.stat(self.checkpoint.save_handler.dirname).st_mtime_ns
+        except FileNotFoundError:
+            signature = None
+        if signature == self._listing_signature and not self._listing_dirty:
             return
         self._listing_dirty = False
         self._listing_signature = signature
-        self._listed_at = now
-        self.checkpoints_view.show_listing(self.checkpoint.list_checkpoints())
+        # No folder (yet, or any more): no checkpoints to list, which is not an error in itself.
+        self.checkpoints_view.show_listing(self.checkpoint.list_checkpoints() if signature is not None else [])
 
     # ------------------------------------------------------------------ refreshing
 
     def _on_view_option(self, change: Any) -> None:
+        self._view_version += 1
         self.timeline_view.force()
         self._loss_version = -1
         self._next_plot_at = 0.0
@@ -675,12 +682,29 @@ class TrainingPanel:
     def _refresh_locked(self) -> None:
         if self._closed.is_set():
             return
+        trainer = self.trainer
+        signature = (
+            trainer.status,
+            trainer.state.iteration,
+            trainer.state.epoch,
+            trainer.last_event,
+            trainer.error,
+            self.timeline.count,
+            self.loss_source.version,
+            self._view_version,
+        )
+        if signature == self._shown_signature:
+            # Nothing moved: only the checkpoint folder may have changed (a save from elsewhere).
+            self._update_listing()
+            self.refresh_count += 1
+            return
+        self._shown_signature = signature
         snapshot = read_state(self.trainer, last_output=self.loss_source.last_output)
         status = snapshot.status
         self.state_view.value = state_html(snapshot)
         for name, reason in self._control_reasons(status).items():
             _set(self.buttons[name], disabled=reason is not None, tooltip=reason or CONTROL_HELP[name])
-        self._update_listing(status)
+        self._update_listing()
         if self.replay is not None:
             completed = snapshot.epoch if snapshot.iteration_in_epoch == snapshot.epoch_length else snapshot.epoch - 1
             self.checkpoints_view.show_replayable(self.replay.epochs, completed)
@@ -700,6 +724,10 @@ class TrainingPanel:
         # so it is redrawn when the run stops moving: paused, stepped, done.
         loss_changed = self.loss_source.version != self._loss_version
         timeline_changed = not running and self.timeline_view.changed_since_plot()
+        if running and not self._was_running:
+            # The plots were drawn when the run was last still: the first redraw can wait too.
+            self._next_plot_at = time.monotonic() + self._plot_interval
+        self._was_running = running
         if running and time.monotonic() < self._next_plot_at:
             return
         began = time.perf_counter()

@@ -94,8 +94,9 @@ def test_a_failing_save_is_shown_in_the_panel(make_panel, tmp_path):
     panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=1, checkpoint=checkpoint)
     shutil.rmtree(folder)
     panel.save_button.click()
-    assert any(isinstance(error, FileNotFoundError) for error in panel.errors)
+    assert [type(error) for error in panel.errors] == [FileNotFoundError]
     assert "Save failed: FileNotFoundError" in panel.message.value
+    assert panel.checkpoints_view.checkpoints.options == ()
 
 
 def test_without_checkpoint_or_evaluator_those_parts_are_off_with_the_reason(make_panel):

@@ -141,13 +141,14 @@ def test_log_scale_toggle_redraws_the_loss_plot_on_a_log_axis(make_panel):
 
 def test_plots_are_throttled_by_time_while_running_and_follow_steps_when_paused(make_panel):
     mlp = Mlp()
-    # An hour between plot redraws while running: after the first, none until the run stops moving.
+    # An hour between plot redraws while running: none until the run stops moving.
     panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100_000, plot_interval=3600.0).start()
-    wait_until(lambda: panel._next_plot_at > 0, what="the first plot of the run")
+    wait_until(lambda: mlp.trainer.state.iteration >= 20, what="20 iterations")
     drawn = panel.plot_count
     image = panel.loss_image.value
     count = panel.refresh_count
     wait_until(lambda: panel.refresh_count >= count + 4, what="four more refreshes")
+    assert panel.loss_source.version > panel._loss_version  # there is news, but it is not drawn yet
     assert (panel.plot_count, panel.loss_image.value) == (drawn, image)
     panel.buttons["pause"].click()
     assert panel.plot_count > drawn and panel.loss_image.value != image
@@ -155,6 +156,18 @@ def test_plots_are_throttled_by_time_while_running_and_follow_steps_when_paused(
     panel.buttons["step"].click()
     # One step: the loss plot and the timeline plot are both redrawn at once.
     assert panel.plot_count == after_pause + 2
+
+
+def test_while_running_the_loss_plot_is_redrawn_once_due(make_panel):
+    mlp = Mlp()
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100_000, plot_interval=0.05, plot_budget=1.0).start()
+    wait_until(lambda: mlp.trainer.state.iteration >= 20, what="20 iterations")
+    image = panel.loss_image.value
+    timeline_image = panel.timeline_view.image.value
+    wait_until(lambda: panel.loss_image.value != image and mlp.trainer.status == "running", what="a redraw while running")
+    # The timeline plot waits for the run to stop moving.
+    assert panel.timeline_view.image.value == timeline_image
+    assert not panel.errors
 
 
 def test_the_timeline_view_lists_recent_events_and_filters_them(make_panel):
