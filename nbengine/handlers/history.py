@@ -3,8 +3,9 @@
 This module owns what the loss panel and epoch replay read about a run's past: for every iteration,
 its run number, epoch, iteration, a fingerprint of the batch and the process function's output as
 Python floats (never tensors, which could keep a graph alive); for every epoch, the scalar metrics.
-Memory is bounded: iterations live in preallocated numpy ring buffers of ``capacity`` rows, epochs
-in a ring of ``epoch_capacity``. Another thread reads it through ``snapshot()`` (consistent copies,
+Memory is bounded: iterations live in preallocated numpy ring buffers of ``capacity`` rows (filled
+a block at a time from a short list, which is cheaper per iteration), epochs in a ring of
+``epoch_capacity``. Another thread reads it through ``snapshot()`` (consistent copies,
 taken under a lock) and can tell whether anything changed from ``version``, which grows by one for
 every change.
 
@@ -266,6 +267,10 @@ class History:
         self._fingerprints = np.zeros(self._capacity, dtype=np.int64)
         self._values: np.ndarray | None = None
         self._names: tuple[str, ...] | None = None
+        # Records go to a plain list first and into the numpy buffers a block at a time: one list
+        # append per iteration costs less, inside a training loop, than five numpy item writes.
+        self._pending: list[tuple] = []
+        self._flush_at = min(1024, self._capacity)
         self._epoch_records: deque[tuple[int, int, int, dict[str, float]]] = deque(maxlen=int(epoch_capacity))
         self._warned = False
         self._engine: Any = None
@@ -298,7 +303,7 @@ class History:
     @property
     def count(self) -> int:
         """Iterations recorded and still counted (held or dropped by the cap)."""
-        return self._count
+        return self._count + len(self._pending)
 
     @property
     def run(self) -> int:
@@ -343,7 +348,15 @@ class History:
         output = state.output
         if self._output_transform is not None:
             output = self._output_transform(output)
-        fingerprint = self._fingerprint(state.batch) if self._fingerprint is not None else 0
+        fingerprint = 0
+        if self._fingerprint is not None:
+            fingerprint = self._fingerprint(state.batch)
+            if type(fingerprint) is not int:
+                raise TypeError(
+                    f"the History's fingerprint function returned {fingerprint!r} of type "
+                    f"{type(fingerprint).__name__}; it should return an int"
+                )
+            fingerprint &= _MASK63
         names = self._names
         if names is None:
             names = self._start_series(output)
@@ -351,15 +364,32 @@ class History:
             values: Any = output
         else:
             values = self._values_of(output, names)
+        record = (self._run, state.epoch, state.iteration, fingerprint, values)
         with self._lock:
-            row = self._count % self._capacity
-            self._runs[row] = self._run
-            self._epochs[row] = state.epoch
-            self._iterations[row] = state.iteration
-            self._fingerprints[row] = fingerprint
-            self._values[row] = values  # type: ignore[index]
-            self._count += 1
+            pending = self._pending
+            pending.append(record)
             self._version += 1
+            if len(pending) >= self._flush_at:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Move the pending records into the ring buffers. Called with the lock held."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if len(pending) > self._capacity:
+            self._count += len(pending) - self._capacity
+            pending = pending[-self._capacity :]
+        count = len(pending)
+        runs, epochs, iterations, fingerprints, values = zip(*pending)
+        rows = (np.arange(count) + self._count) % self._capacity
+        self._runs[rows] = runs
+        self._epochs[rows] = epochs
+        self._iterations[rows] = iterations
+        self._fingerprints[rows] = fingerprints
+        self._values[rows] = np.asarray(values, dtype=np.float64).reshape(count, -1)  # type: ignore[index]
+        self._count += count
 
     def _start_series(self, output: Any) -> tuple[str, ...]:
         names = _series_names(output)
@@ -415,6 +445,7 @@ class History:
     # ------------------------------------------------------------------ reading (any thread)
 
     def _held(self) -> tuple[int, int]:
+        self._flush()
         held = min(self._count, self._capacity)
         return held, self._count - held
 
@@ -462,13 +493,14 @@ class History:
         )
 
     def __len__(self) -> int:
-        return min(self._count, self._capacity)
+        return min(self._count + len(self._pending), self._capacity)
 
     # ------------------------------------------------------------------ editing
 
     def clear(self) -> None:
         """Forget everything recorded (the run counter and the series names too)."""
         with self._lock:
+            self._pending = []
             self._count = 0
             self._run = 0
             self._names = None
@@ -487,6 +519,7 @@ class History:
                 f"replacement has output series {list(replacement.names)}, this History records {list(self._names)}"
             )
         with self._lock:
+            self._flush()
             oldest = max(0, self._count - self._capacity)
             while self._count > oldest:
                 row = (self._count - 1) % self._capacity
@@ -500,14 +533,13 @@ class History:
                 if self._values is None:
                     self._names = replacement.names
                     self._values = np.full((self._capacity, len(replacement.names)), np.nan)
-                for index in range(len(replacement)):
-                    row = self._count % self._capacity
-                    self._runs[row] = self._run
-                    self._epochs[row] = replacement.epochs[index]
-                    self._iterations[row] = replacement.iterations[index]
-                    self._fingerprints[row] = replacement.fingerprints[index]
-                    self._values[row] = replacement.values[index]
-                    self._count += 1
+                self._pending = [
+                    (self._run, int(epoch), int(iteration), int(fingerprint), values.tolist())
+                    for epoch, iteration, fingerprint, values in zip(
+                        replacement.epochs, replacement.iterations, replacement.fingerprints, replacement.values
+                    )
+                ]
+                self._flush()
             self._version += 1
 
     def __repr__(self) -> str:

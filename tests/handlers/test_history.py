@@ -247,6 +247,23 @@ def test_errors(call, error, match):
         call()
 
 
+def test_a_fingerprint_function_that_returns_no_int_fails_the_iteration_clearly():
+    engine = Engine(lambda engine, batch: 1.0)
+    History(fingerprint=lambda batch: "abc").attach(engine)
+    with pytest.raises(TypeError, match=r"the History's fingerprint function returned 'abc' of type str; it should return an int"):
+        engine.run([1], max_epochs=1)
+
+
+def test_records_cross_the_block_boundary_of_the_buffer_in_order():
+    engine = Engine(lambda engine, batch: float(engine.state.iteration))
+    history = History(capacity=1500).attach(engine)
+    engine.run(list(range(1000)), max_epochs=3)
+    snap = history.snapshot()
+    assert (len(snap), snap.dropped, history.count) == (1500, 1500, 3000)
+    assert snap.iterations.tolist() == list(range(1501, 3001)) and snap.values[:, 0].tolist() == list(map(float, range(1501, 3001)))
+    assert snap.epochs.tolist() == [2] * 500 + [3] * 1000
+
+
 def test_attaching_twice_is_refused_and_detach_stops_recording():
     engine = Engine(lambda engine, batch: 1.0)
     history = History().attach(engine)
