@@ -2,8 +2,9 @@
 Debian's Chromium (recipe: shared/notes/jupyter-testing.md).
 
 The test opens ``notebooks/training_panel.ipynb``, runs all cells (training starts in the
-background with the panel) and clicks the panel's buttons the way a user does. Screenshots are
-kept under ``test-artifacts/browser/`` in the repository root. Skipped, with the reason, only when
+background with the panel) and clicks the panel's buttons the way a user does. A screenshot of
+the panel at each stage, and one of the whole page at the end, are kept under
+``test-artifacts/browser/`` in the repository root. Skipped, with the reason, only when
 ``/usr/bin/chromium`` is missing.
 """
 
@@ -149,7 +150,7 @@ def _drive_the_panel(page, base_url: str) -> None:
     loss_image = panel.locator("img.nbengine-loss-plot")
     timeline_count = panel.locator(".nbengine-timeline-count")
     timeline_image = panel.locator("img.nbengine-timeline-plot")
-    page.screenshot(path=str(ARTIFACTS / "1-running.png"), full_page=True)
+    panel.screenshot(path=str(ARTIFACTS / "1-running.png"))
 
     # Pause: the iteration shown stops changing.
     panel.locator("button.nbengine-pause").click()
@@ -161,7 +162,7 @@ def _drive_the_panel(page, base_url: str) -> None:
     page.wait_for_timeout(1500)  # several refresh periods of the panel: nothing may move meanwhile
     assert shown_iteration() == paused_at
     assert timeline_count.inner_text() == events_at_pause
-    page.screenshot(path=str(ARTIFACTS / "2-paused.png"), full_page=True)
+    panel.screenshot(path=str(ARTIFACTS / "2-paused.png"))
 
     # Step: exactly one iteration more.
     timeline_src_before_step = timeline_image.get_attribute("src")
@@ -184,7 +185,7 @@ def _drive_the_panel(page, base_url: str) -> None:
     rows = panel.locator(".nbengine-timeline-row")
     assert rows.count() >= 4
     assert "iteration_completed" in rows.nth(rows.count() - 1).inner_text()
-    page.screenshot(path=str(ARTIFACTS / "3-stepped.png"), full_page=True)
+    panel.screenshot(path=str(ARTIFACTS / "3-stepped.png"))
 
     # Save: the checkpoint appears in the dropdown.
     options = panel.locator(".nbengine-checkpoints select option")
@@ -195,7 +196,7 @@ def _drive_the_panel(page, base_url: str) -> None:
     )
     # The dropdown shows spaces as no-break spaces.
     assert f"iter {paused_at + 1} ·" in options.nth(0).inner_text().replace("\xa0", " ")
-    page.screenshot(path=str(ARTIFACTS / "4-saved.png"), full_page=True)
+    panel.screenshot(path=str(ARTIFACTS / "4-saved.png"))
 
     # Resume: the iteration advances again, and the loss plot keeps being redrawn.
     loss_src_before_resume = loss_image.get_attribute("src")
@@ -212,8 +213,7 @@ def _drive_the_panel(page, base_url: str) -> None:
         arg=timeline_count.inner_text(),
         timeout=30_000,
     )
-    page.screenshot(path=str(ARTIFACTS / "5-resumed.png"), full_page=True)
-    panel.screenshot(path=str(ARTIFACTS / "panel.png"))
+    panel.screenshot(path=str(ARTIFACTS / "5-resumed.png"))
 
     panel.locator("button.nbengine-stop").click()
     wait_text(".nbengine-status-badge .nbengine-status", "t === 'done'")
