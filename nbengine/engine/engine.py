@@ -104,6 +104,12 @@ def _check_optional_positive_int(name: str, value: Any) -> None:
         raise ValueError(f"{name} should be a positive integer or None, got {value!r}")
 
 
+def _handler_name(handler: Callable) -> str:
+    # Callable objects (a Checkpoint, a metric's bound method's owner) have no __qualname__ of
+    # their own: name them by their class, never by a repr that carries a memory address.
+    return getattr(handler, "__qualname__", None) or type(handler).__qualname__
+
+
 def _event_key(event: Any) -> str:
     return event if isinstance(event, str) else event.name
 
@@ -454,7 +460,7 @@ class Engine:
                 handler(self, *event_args, *args, **kwargs)
             else:
                 handler(*event_args, *args, **kwargs)
-            timings.append((getattr(handler, "__qualname__", None) or repr(handler), clock() - began))
+            timings.append((_handler_name(handler), clock() - began))
         return timings
 
     def add_trace_hook(self, hook: Callable[[Any, State, list[tuple[str, float]]], None]) -> Callable[[], None]:
