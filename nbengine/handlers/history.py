@@ -9,18 +9,25 @@ a block at a time from a short list, which is cheaper per iteration), epochs in 
 taken under a lock) and can tell whether anything changed from ``version``, which grows by one for
 every change.
 
-The fingerprint (``batch_fingerprint``) is a CRC-32 of the bytes of each tensor or array in the
-batch, seeded with its shape and dtype, and mixed along the structure of the batch; tensors over
-1 KiB are read through three 256-byte windows (start, middle, end), so the cost does not grow with
-the batch. Measured on the 2-core reference machine: about 2 µs per CPU tensor and 4-5 µs for an
-``(x, y)`` batch in a tight loop; inside a training loop, where caches are cold, up to 3-4 times
-that (see ``benchmarks/bench_progress.py``). ``History(fingerprint=None)`` records outputs only, for
-under 1 µs per iteration. Fingerprints are stable across processes. Equal fingerprints are strong
-evidence, not proof, of equal batches (a change outside the windows goes unseen; labels are usually
-small enough to be read whole); different ones prove the batches differ. A batch on an accelerator
-is sampled at 64 evenly spaced elements, which costs one small device-to-host copy. Content, not
-sample indices, is fingerprinted: it also shows whether the dataset returned the same data (random
-augmentation included), and it works for any data.
+What identifies a batch (``History(fingerprint=...)``, default ``"auto"``):
+
+- on a ``DeterministicEngine`` over a map-style DataLoader, its sample indices (hashed): exact, and
+  about 1 µs per iteration inside a training loop, because the order of the pass is already drawn;
+- otherwise ``batch_fingerprint``, a CRC-32 of the bytes of each tensor or array in the batch,
+  seeded with its shape and dtype and mixed along the structure of the batch; tensors over 1 KiB
+  are read through three 256-byte windows (start, middle, end), so the cost does not grow with the
+  batch. It is costly for a recorder: measured on the 2-core reference machine, 4-5 µs for an
+  ``(x, y)`` batch in a tight loop but about 16 µs inside a training loop, where every Python
+  step runs with cold caches (``benchmarks/bench_progress.py``). Equal fingerprints are strong
+  evidence, not proof, of equal batches (a change outside the windows goes unseen); different ones
+  prove the batches differ. A batch on an accelerator is sampled at 64 evenly spaced elements (one
+  small device-to-host copy). Pass ``fingerprint=batch_fingerprint`` to fingerprint content also on
+  a DeterministicEngine (it then also shows whether the dataset returned the same data, random
+  augmentation included);
+- ``fingerprint=None`` records outputs only: about 5 µs per iteration inside a training loop
+  (under 1 µs in a tight one).
+
+Both kinds of fingerprint are the same in every process.
 
 >>> from nbengine.engine import Engine, Events
 >>> engine = Engine(lambda engine, batch: float(batch) / 2)
@@ -231,8 +238,10 @@ class History:
     one-element tensor (series ``"output"``), a mapping of them (one series per key) or a list/tuple
     of them (``"output_0"``, ...). The series are fixed by the first iteration recorded; a later
     output without a value for a series records NaN there, and an output that cannot be recorded
-    records NaN with one ``RuntimeWarning``. ``fingerprint`` maps ``engine.state.batch`` to an int
-    (default ``batch_fingerprint``; None records 0).
+    records NaN with one ``RuntimeWarning``. ``fingerprint`` says what identifies a batch:
+    ``"auto"`` (the default) records the batch's sample indices when the engine knows them
+    (``DeterministicEngine.batch_indices()``, a map-style DataLoader) and ``batch_fingerprint`` of its
+    content otherwise; a callable maps ``engine.state.batch`` to an int; None records 0.
 
     Records are taken at ``ITERATION_COMPLETED`` (after the process function, so a batch changed in
     place is fingerprinted as changed) and, for the metrics, at ``EPOCH_COMPLETED``: attach the
@@ -244,7 +253,7 @@ class History:
         capacity: int = 100_000,
         *,
         output_transform: Callable[[Any], Any] | None = None,
-        fingerprint: Callable[[Any], int] | None = batch_fingerprint,
+        fingerprint: Callable[[Any], int] | str | None = "auto",
         epoch_capacity: int = 10_000,
     ) -> None:
         for name, value in (("capacity", capacity), ("epoch_capacity", epoch_capacity)):
@@ -252,11 +261,12 @@ class History:
                 raise ValueError(f"{name} should be a positive integer, got {value!r}")
         if output_transform is not None and not callable(output_transform):
             raise TypeError(f"output_transform should be callable or None, got {output_transform!r}")
-        if fingerprint is not None and not callable(fingerprint):
-            raise TypeError(f"fingerprint should be callable or None, got {fingerprint!r}")
+        if fingerprint is not None and fingerprint != "auto" and not callable(fingerprint):
+            raise TypeError(f"fingerprint should be 'auto', a callable or None, got {fingerprint!r}")
         self._capacity = int(capacity)
         self._output_transform = output_transform
         self._fingerprint = fingerprint
+        self._batch_indices: Callable[[], Any] | None = None
         self._lock = threading.Lock()
         self._version = 0
         self._count = 0
@@ -292,7 +302,7 @@ class History:
         return self._output_transform
 
     @property
-    def fingerprint(self) -> Callable[[Any], int] | None:
+    def fingerprint(self) -> Callable[[Any], int] | str | None:
         return self._fingerprint
 
     @property
@@ -317,6 +327,8 @@ class History:
         if self._engine is not None:
             raise RuntimeError(f"this History already records {self._engine!r}; detach() it first or make another")
         self._engine = engine
+        batch_indices = getattr(engine, "batch_indices", None) if self._fingerprint == "auto" else None
+        self._batch_indices = batch_indices if callable(batch_indices) else None
         self._handles = [
             engine.add_event_handler(Events.STARTED, self._on_started),
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_completed),
@@ -328,6 +340,7 @@ class History:
         """Stop recording; what was recorded stays readable."""
         handles, self._handles = self._handles, []
         self._engine = None
+        self._batch_indices = None
         for handle in handles:
             handle.remove()
 
@@ -349,7 +362,15 @@ class History:
         if self._output_transform is not None:
             output = self._output_transform(output)
         fingerprint = 0
-        if self._fingerprint is not None:
+        if self._batch_indices is not None:
+            indices = self._batch_indices()
+            if indices is not None:
+                fingerprint = hash(indices if type(indices) is int else tuple(indices)) & _MASK63
+            else:
+                fingerprint = batch_fingerprint(state.batch)
+        elif self._fingerprint == "auto":
+            fingerprint = batch_fingerprint(state.batch)
+        elif self._fingerprint is not None:
             fingerprint = self._fingerprint(state.batch)
             if type(fingerprint) is not int:
                 raise TypeError(

@@ -350,6 +350,26 @@ def test_terminate_epoch_continues_the_data_stream_without_repeating_a_batch():
     assert seen == stream[:6]
 
 
+def test_batch_indices_name_the_samples_of_the_current_batch():
+    dataset = Indexed(10)
+    checks = []
+
+    def check(engine):
+        checks.append(engine.batch_indices() == engine.state.batch[2].tolist())
+
+    engine = DeterministicEngine(lambda engine, batch: None, seed=6)
+    engine.add_event_handler(Events.ITERATION_COMPLETED, check)
+    engine.run(DataLoader(dataset, batch_size=4, shuffle=True), max_epochs=3, epoch_length=2)
+    resumed = DeterministicEngine(lambda engine, batch: None, seed=6)
+    resumed.add_event_handler(Events.ITERATION_COMPLETED, check)
+    resumed.load_state_dict({"iteration": 3, "epoch_length": 2, "max_epochs": 3, "seed": 6})
+    resumed.run(DataLoader(dataset, batch_size=4, shuffle=True))
+    assert checks == [True] * 9
+    listed = DeterministicEngine(lambda engine, batch: None, seed=6)
+    listed.run([1, 2], max_epochs=1)
+    assert listed.batch_indices() is None and DeterministicEngine(lambda e, b: None).batch_indices() is None
+
+
 # ---------------------------------------------------------------------------------------------- other data
 
 

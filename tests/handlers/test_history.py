@@ -104,6 +104,33 @@ def test_fingerprints_of_different_batches_differ(a, b):
     assert batch_fingerprint(a) != batch_fingerprint(b)
 
 
+def test_on_a_deterministic_engine_the_sample_indices_identify_the_batch():
+    from torch.utils.data import DataLoader
+
+    from nbengine.engine import DeterministicEngine
+
+    data = torch.arange(10) * 7
+    engine = DeterministicEngine(lambda engine, batch: 0.0, seed=5)
+    by_indices = History().attach(engine)
+    seen = []
+    engine.add_event_handler(Events.ITERATION_COMPLETED, lambda e: seen.append((e.state.batch // 7).tolist()))
+    engine.run(DataLoader(data, batch_size=4, shuffle=True), max_epochs=2)
+    masked = [hash(tuple(indices)) & (2**63 - 1) for indices in seen]
+    assert by_indices.snapshot().fingerprints.tolist() == masked
+
+    content = DeterministicEngine(lambda engine, batch: 0.0, seed=5)
+    by_content = History(fingerprint=batch_fingerprint).attach(content)
+    batches = []
+    content.add_event_handler(Events.ITERATION_COMPLETED, lambda e: batches.append(e.state.batch))
+    content.run(DataLoader(data, batch_size=4, shuffle=True), max_epochs=2)
+    assert by_content.snapshot().fingerprints.tolist() == [batch_fingerprint(b) for b in batches]
+
+    plain = DeterministicEngine(lambda engine, batch: 0.0, seed=5)
+    on_a_list = History().attach(plain)
+    plain.run([torch.tensor([1]), torch.tensor([2])], max_epochs=1)
+    assert on_a_list.snapshot().fingerprints.tolist() == [batch_fingerprint(torch.tensor([i])) for i in (1, 2)]
+
+
 def test_large_tensors_are_fingerprinted_by_windows():
     big = torch.zeros(64, 1024)  # 256 KiB: start, middle and end windows are read
     for position in (0, 32 * 1024 - 1, 64 * 1024 - 1):
@@ -237,7 +264,7 @@ def test_a_reader_thread_always_sees_a_consistent_snapshot():
         (lambda: History(capacity=0), ValueError, r"capacity should be a positive integer, got 0"),
         (lambda: History(epoch_capacity=True), ValueError, r"epoch_capacity should be a positive integer, got True"),
         (lambda: History(output_transform=3), TypeError, r"output_transform should be callable or None, got 3"),
-        (lambda: History(fingerprint="crc"), TypeError, r"fingerprint should be callable or None, got 'crc'"),
+        (lambda: History(fingerprint="crc"), TypeError, r"fingerprint should be 'auto', a callable or None, got 'crc'"),
         (lambda: History().attach(object()), TypeError, r"engine should be an nbengine Engine, got <object object"),
         (lambda: History().rewind(-1), ValueError, r"iteration should be a non-negative integer, got -1"),
     ],
