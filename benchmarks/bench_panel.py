@@ -77,8 +77,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer and shorter slices")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pairs = 8 if args.quick else 20
-    slice_seconds = 1.5 if args.quick else 4.0
+    # Slices long enough to hold the steady-state plot redraws (one per ~6 s with the default budget).
+    pairs = 8 if args.quick else 12
+    slice_seconds = 1.5 if args.quick else 8.0
 
     bare_mlp, panel_mlp = Mlp(500), Mlp(500)
     bare = Engine(bare_mlp.step)

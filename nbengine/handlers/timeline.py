@@ -7,6 +7,9 @@ however long the run), and how another thread reads it (``snapshot()``, a consis
 
 It records through the engine's trace hook (``Engine.add_trace_hook``), which the engine calls on
 the training side after every fired event; nothing here imports ipywidgets, IPython or matplotlib.
+Optionally (``outputs=``) the same hook also keeps the output of each ITERATION_COMPLETED when it
+is a number, in a second ring buffer: a panel then needs a single hook for its timeline and its
+loss plot, and every hook costs a Python call per event.
 The hot path stores one tuple per event; names and relative times are worked out only when a
 snapshot is taken.
 
@@ -29,9 +32,26 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
+from nbengine.engine.events import Events
+
 __all__ = ["EventTimeline", "TimelineEntry"]
 
 _clock = time.perf_counter
+_ITERATION_COMPLETED = Events.ITERATION_COMPLETED
+
+
+def _number(value: Any) -> float | None:
+    """A number or a one-element tensor/array as a float, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    numel = getattr(value, "numel", None) or getattr(value, "size", None)
+    count = numel() if callable(numel) else numel
+    if count == 1 and callable(getattr(value, "item", None)):
+        item = value.item()
+        return float(item) if isinstance(item, numbers.Real) and not isinstance(item, bool) else None
+    return None
 
 
 class TimelineEntry(NamedTuple):
@@ -59,7 +79,8 @@ def _event_name(event: Any) -> str:
 
 
 class EventTimeline:
-    """Keeps the last ``capacity`` events fired by one engine, with their handler timings.
+    """Keeps the last ``capacity`` events fired by one engine, with their handler timings, and, when
+    ``outputs`` > 0, the numeric output of the last ``outputs`` iterations (for a loss plot).
 
     ``attach(engine)`` starts recording and ``detach()`` stops it; ``snapshot()`` returns the recorded
     events, oldest first, optionally only some event types or only the last few. ``count`` is the number
@@ -67,13 +88,17 @@ class EventTimeline:
     whether anything new happened since it last looked.
     """
 
-    def __init__(self, capacity: int = 2000) -> None:
+    def __init__(self, capacity: int = 2000, *, outputs: int = 0) -> None:
         if not isinstance(capacity, numbers.Integral) or isinstance(capacity, bool) or capacity < 1:
             raise ValueError(f"capacity should be a positive integer number of events, got {capacity!r}")
+        if not isinstance(outputs, numbers.Integral) or isinstance(outputs, bool) or outputs < 0:
+            raise ValueError(f"outputs should be a non-negative integer number of iterations, got {outputs!r}")
         self._capacity = int(capacity)
         self._entries: deque[tuple] = deque(maxlen=self._capacity)
         self._append = self._entries.append
         self._numbers = itertools.count(1)
+        self._outputs: deque[tuple[int, float]] | None = deque(maxlen=int(outputs)) if outputs else None
+        self._outputs_recorded = 0
         self._origin = time.perf_counter()
         self._engine: Any = None
         self._remove_hook: Callable[[], None] | None = None
@@ -109,7 +134,7 @@ class EventTimeline:
                 f"this EventTimeline already records {self._engine!r}; detach() it first or make another timeline"
             )
         self._engine = engine
-        self._remove_hook = add_trace_hook(self._record)
+        self._remove_hook = add_trace_hook(self._record if self._outputs is None else self._record_with_output)
         return self
 
     def detach(self) -> None:
@@ -120,10 +145,13 @@ class EventTimeline:
             remove()
 
     def clear(self) -> None:
-        """Forget the recorded events; ``count`` and the time origin start again from zero."""
+        """Forget the recorded events and outputs; ``count`` and the time origin start again from zero."""
         self._entries.clear()
         self._numbers = itertools.count(1)
         self._origin = time.perf_counter()
+        if self._outputs is not None:
+            self._outputs.clear()
+        self._outputs_recorded = 0
 
     def _record(self, event: Any, state: Any, timings: list[tuple[str, float]]) -> None:
         # The training side calls this after every event: one tuple, one append, no lock (a deque
@@ -131,6 +159,43 @@ class EventTimeline:
         # timings list each time, so keeping a reference is safe; an empty one is not kept, so it
         # goes back to the allocator at once instead of living on in the buffer.
         self._append((next(self._numbers), event, state.epoch, state.iteration, _clock(), timings or ()))
+
+    def _record_with_output(self, event: Any, state: Any, timings: list[tuple[str, float]]) -> None:
+        # The same record, and at ITERATION_COMPLETED the output when it is a number: one hook for
+        # both, because every hook is a Python call the engine makes after every event.
+        self._append((next(self._numbers), event, state.epoch, state.iteration, _clock(), timings or ()))
+        if event is _ITERATION_COMPLETED:
+            value = state.output
+            if type(value) is not float:
+                value = _number(value)
+                if value is None:
+                    return
+            self._outputs.append((state.iteration, value))  # type: ignore[union-attr]
+            self._outputs_recorded += 1
+
+    @property
+    def outputs_recorded(self) -> int:
+        """Outputs recorded since attaching (with ``outputs=`` > 0), including those no longer held."""
+        return self._outputs_recorded
+
+    @property
+    def last_output(self) -> tuple[int, float] | None:
+        """``(iteration, value)`` of the last numeric output recorded, or None."""
+        try:
+            return self._outputs[-1] if self._outputs is not None else None
+        except IndexError:
+            return None
+
+    def outputs(self) -> list[tuple[int, float]]:
+        """``(iteration, value)`` of the last ``outputs`` numeric outputs at ITERATION_COMPLETED,
+        oldest first (empty unless the timeline was made with ``outputs=`` > 0)."""
+        if self._outputs is None:
+            return []
+        while True:
+            try:
+                return list(self._outputs)
+            except RuntimeError:  # see _copy_entries
+                continue
 
     def _copy_entries(self) -> list[tuple]:
         # Copying a deque that another thread appends to can fail with "deque mutated during

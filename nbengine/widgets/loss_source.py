@@ -1,20 +1,18 @@
 """Where the loss plot's numbers come from, read as ``LossData``: the trainer's outputs from a
-``History`` when the panel is given one (or an ``EpochReplay``, which has one), else from a light
-recorder of its own; the evaluator's metrics from its COMPLETED events.
+``History`` when the panel is given one (or an ``EpochReplay``, which has one), else from the
+panel's ``EventTimeline``, which keeps the numeric outputs too (``EventTimeline(outputs=...)``);
+the evaluator's metrics from its COMPLETED events.
 
-This module owns what the loss plot is fed: the trainer's output at each ITERATION_COMPLETED (when
-it is a number or a one-element tensor; the first series of a History) and the evaluator's metrics
-at each of its COMPLETED events, placed at the trainer's iteration at that moment. When the run
-went back (a checkpoint loaded, a run started again), only the records of the current timeline are
-plotted. ``version`` says whether anything new was recorded; ``loss_data()`` returns the arrays;
-``last_output`` is the last numeric output, which the State view shows while the engine's own
-output is None (from the fetch of a batch to the end of its iteration).
+This module owns what the loss plot is fed: the trainer's output per iteration (the first series
+of a History) and the evaluator's metrics at each of its COMPLETED events, placed at the trainer's
+iteration at that moment. When the run went back (a checkpoint loaded, a run started again), only
+the records of the current timeline are plotted. ``version`` says whether anything new was
+recorded; ``loss_data()`` returns the arrays; ``last_output`` is the last numeric output, which the
+State view shows while the engine's own output is None (from the fetch of a batch to the end of
+its iteration).
 
-The own recorder takes the output from the engine's trace hook rather than from a handler:
-the hook is already called after every event for the timeline, and an added handler would put
-every iteration through the engine's timed handler path. Only the training side writes; the
-panel's refresh thread reads, so each iteration is stored as one tuple in one ring buffer (a
-single atomic append, never half-written) and read by copying the buffer.
+Nothing here hooks into the training loop: the timeline's single trace hook records the outputs,
+so the panel costs one Python call per event, not two.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from __future__ import annotations
 import itertools
 import numbers
 import threading
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -31,9 +28,6 @@ from nbengine.engine import Events
 from nbengine.widgets.plots import LossData
 
 __all__ = ["LossSource", "current_timeline"]
-
-_ITERATION_COMPLETED = Events.ITERATION_COMPLETED
-
 
 def _as_float(value: Any) -> float | None:
     if type(value) is float:
@@ -59,22 +53,16 @@ def current_timeline(iterations: np.ndarray) -> np.ndarray:
 
 
 class LossSource:
-    """The training outputs (from ``history`` if given, else recorded here, the last ``capacity``)
-    and the evaluator's metrics per evaluation."""
+    """The training outputs (from ``history`` if given, else from ``timeline``) and the evaluator's
+    metrics per evaluation."""
 
-    def __init__(self, trainer: Any, evaluator: Any = None, history: Any = None, capacity: int = 100_000) -> None:
-        if not isinstance(capacity, numbers.Integral) or isinstance(capacity, bool) or capacity < 1:
-            raise ValueError(f"capacity should be a positive integer number of iterations, got {capacity!r}")
+    def __init__(self, trainer: Any, timeline: Any, evaluator: Any = None, history: Any = None) -> None:
         self._trainer = trainer
+        self._timeline = timeline
         self._history = history
-        self._points: deque[tuple[int, float]] = deque(maxlen=int(capacity))
-        self._append = self._points.append
-        self._recorded = 0
         self._metrics_lock = threading.Lock()
         self._metrics: dict[str, tuple[list[float], list[float]]] = {}
         self._evaluations = 0
-        self._last: tuple[int, float] | None = None
-        self._remove_hook = trainer.add_trace_hook(self._on_event)
         self._evaluator_handle = None
         if evaluator is not None:
             self._evaluator_handle = evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated)
@@ -82,23 +70,13 @@ class LossSource:
     @property
     def version(self) -> int:
         """Grows whenever something is recorded."""
-        outputs = self._recorded if self._history is None else self._history.version
+        outputs = self._timeline.outputs_recorded if self._history is None else self._history.version
         return outputs + self._evaluations
 
     @property
     def last_output(self) -> tuple[int, float] | None:
         """``(iteration, value)`` of the last numeric output, or None."""
-        return self._last
-
-    def _on_event(self, event: Any, state: Any, timings: Any) -> None:
-        if event is not _ITERATION_COMPLETED:
-            return
-        value = _as_float(state.output)
-        if value is not None:
-            point = self._last = (state.iteration, value)
-            if self._history is None:
-                self._append(point)
-                self._recorded += 1
+        return self._timeline.last_output
 
     def _on_evaluated(self, evaluator: Any) -> None:
         iteration = float(self._trainer.state.iteration)
@@ -111,20 +89,12 @@ class LossSource:
                     ys.append(number)
             self._evaluations += 1
 
-    def _copy_points(self) -> list[tuple[int, float]]:
-        # See EventTimeline._copy_entries: a copy that races an append is simply taken again.
-        while True:
-            try:
-                return list(self._points)
-            except RuntimeError:
-                continue
-
     def _outputs(self) -> tuple[np.ndarray, np.ndarray]:
         if self._history is not None:
             snapshot = self._history.snapshot()
             values = snapshot.values[:, 0] if snapshot.values.shape[1] else np.zeros(len(snapshot))
             return snapshot.iterations.astype(float), values.astype(float)
-        points = self._copy_points()
+        points = self._timeline.outputs()
         pairs = np.fromiter(itertools.chain.from_iterable(points), dtype=float, count=2 * len(points)).reshape(-1, 2)
         return pairs[:, 0], pairs[:, 1]
 
@@ -140,10 +110,7 @@ class LossSource:
         return LossData(iterations[keep], outputs[keep], metrics)
 
     def detach(self) -> None:
-        """Stop recording; what was recorded stays readable."""
-        if self._remove_hook is not None:
-            self._remove_hook()
-            self._remove_hook = None
+        """Stop listening to the evaluator; what was recorded stays readable."""
         if self._evaluator_handle is not None:
             self._evaluator_handle.remove()
             self._evaluator_handle = None

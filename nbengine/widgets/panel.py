@@ -6,9 +6,10 @@ up to date.
 
 Threads. Training runs in the engine's own background thread (``engine.start``); the buttons run
 on the kernel's main thread; a refresh thread owned by the panel brings the display up to date
-every ``refresh_interval`` seconds when something changed. The training thread does no UI work at
-all: the panel reads the engine, the ``EventTimeline`` and the loss recorder, each of which is safe
-to read from another thread. Plots cost tens of milliseconds, so while the engine runs they are
+every ``refresh_interval`` seconds when something changed. The training thread does no UI work
+while it trains: the panel reads the engine, the ``EventTimeline`` and the loss recorder, each of
+which is safe to read from another thread. (It does one refresh as its run ends, so that the final
+state is on screen when ``wait()`` returns, and posts the message of a Save it carried out.) Plots cost tens of milliseconds, so while the engine runs they are
 redrawn at most every ``plot_interval`` seconds and never more than ``plot_budget`` of the time
 (the refresh thread competes with training for the interpreter lock); while paused they follow
 each step at once. Whatever changes training state (save, load, step) runs on the training side
@@ -195,13 +196,15 @@ class TrainingPanel:
         self._listing_dirty = checkpoint is not None
         self._listing_signature: int | None = None
         self._next_plot_at = 0.0
-        self._was_running = False
         self._loss_version = -1
         self._shown_signature: tuple | None = None
         self._view_version = 0
 
-        self.timeline = EventTimeline(capacity=timeline_capacity).attach(trainer)
-        self.loss_source = LossSource(trainer, evaluator, history=self.history)
+        # One trace hook records the events and, unless a History does, the outputs for the loss
+        # plot (with a History, only the last one, which the State view shows between iterations).
+        outputs = 100_000 if self.history is None else 1
+        self.timeline = EventTimeline(capacity=timeline_capacity, outputs=outputs).attach(trainer)
+        self.loss_source = LossSource(trainer, self.timeline, evaluator, history=self.history)
         self._build_widgets()
 
         self._session = KernelSession()
@@ -281,7 +284,9 @@ class TrainingPanel:
         self.save_button.on_click(self._guarded("Save", self._save))
         self.load_button.on_click(self._guarded("Load", self._load))
         self.replay_button.on_click(self._guarded("Replay", self._replay))
-        self.checkpoints_view.checkpoints.observe(lambda change: self._update_checkpoint_controls(self.trainer.status), names="value")
+        self.checkpoints_view.checkpoints.observe(
+            self._guarded("refresh", lambda: self._update_checkpoint_controls(self.trainer.status)), names="value"
+        )
 
         header = widgets.HBox(
             [widgets.HTML("<b style='font-size:15px'>nbengine</b>"), self.status_badge],
@@ -665,6 +670,7 @@ class TrainingPanel:
         self._view_version += 1
         self.timeline_view.force()
         self._loss_version = -1
+        # Asked for by the user: drawn now, whatever the budget.
         self._next_plot_at = 0.0
         self._guarded("refresh", self.refresh)()
 
@@ -720,14 +726,14 @@ class TrainingPanel:
     def _refresh_plots(self, running: bool) -> None:
         # While training runs, only the loss plot is redrawn, at most every plot_interval and within
         # plot_budget of the time: drawing competes with training for the interpreter lock. The
-        # timeline plot spans the last few thousand events (a fraction of a second while running),
-        # so it is redrawn when the run stops moving: paused, stepped, done.
+        # budget counts every drawing, also those done while the run was still (a pause, a step),
+        # so pausing often does not add drawing to the run. The timeline plot spans the last few
+        # thousand events (a fraction of a second while running), so it is redrawn when the run
+        # stops moving: paused, stepped, done.
         loss_changed = self.loss_source.version != self._loss_version
         timeline_changed = not running and self.timeline_view.changed_since_plot()
-        if running and not self._was_running:
-            # The plots were drawn when the run was last still: the first redraw can wait too.
-            self._next_plot_at = time.monotonic() + self._plot_interval
-        self._was_running = running
+        if not (loss_changed or timeline_changed):
+            return
         if running and time.monotonic() < self._next_plot_at:
             return
         began = time.perf_counter()
@@ -741,6 +747,5 @@ class TrainingPanel:
         if timeline_changed:
             self.timeline_view.update_plot()
             self.plot_count += 1
-        if running and loss_changed:
-            spent = time.perf_counter() - began
-            self._next_plot_at = time.monotonic() + max(self._plot_interval, spent / self._plot_budget)
+        spent = time.perf_counter() - began
+        self._next_plot_at = max(self._next_plot_at, time.monotonic() + max(self._plot_interval, spent / self._plot_budget))

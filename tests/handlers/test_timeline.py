@@ -220,3 +220,35 @@ def test_event_names_lists_the_types_in_the_buffer_in_first_appearance_order():
     engine.run()
     # Only the last three events are held: ITERATION_COMPLETED, EPOCH_COMPLETED, COMPLETED.
     assert timeline.event_names() == ["ITERATION_COMPLETED", "EPOCH_COMPLETED", "COMPLETED"]
+
+
+def test_with_outputs_the_numeric_outputs_of_the_last_iterations_are_kept():
+    import torch
+
+    outputs = {1: 0.5, 2: torch.tensor(0.25), 3: "text", 4: True, 5: torch.tensor([1.0, 2.0]), 6: 7}
+    engine = Engine(lambda engine, batch: outputs[engine.state.iteration])
+    timeline = EventTimeline(outputs=3).attach(engine)
+    engine.run(data=None, epoch_length=6, max_epochs=1)
+    # Only numbers and one-element tensors are kept: iterations 1, 2 and 6; the buffer holds 3.
+    assert timeline.outputs() == [(1, 0.5), (2, 0.25), (6, 7.0)]
+    assert timeline.outputs_recorded == 3
+    assert timeline.last_output == (6, 7.0)
+    engine.run(data=None, epoch_length=6, max_epochs=1)
+    # A second run: the buffer holds the last three numeric outputs across both runs.
+    assert timeline.outputs() == [(1, 0.5), (2, 0.25), (6, 7.0)]
+    assert timeline.outputs_recorded == 6
+    timeline.clear()
+    assert (timeline.outputs(), timeline.outputs_recorded, timeline.last_output) == ([], 0, None)
+
+
+def test_without_outputs_none_are_kept():
+    engine = Engine(lambda engine, batch: 1.0)
+    timeline = EventTimeline().attach(engine)
+    engine.run(data=None, epoch_length=2, max_epochs=1)
+    assert (timeline.outputs(), timeline.outputs_recorded, timeline.last_output) == ([], 0, None)
+
+
+@pytest.mark.parametrize("outputs", [-1, 1.5, True, "10"])
+def test_bad_outputs_is_refused(outputs):
+    with pytest.raises(ValueError, match=r"outputs should be a non-negative integer number of iterations, got"):
+        EventTimeline(outputs=outputs)
