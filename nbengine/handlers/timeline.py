@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import time
+from operator import itemgetter
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -245,13 +246,10 @@ class EventTimeline:
 
     def event_names(self) -> list[str]:
         """The names of the event types in the buffer, in the order they first appear in it."""
-        names: dict[int, str] = {}
-        for record in self._copy_entries():
-            event = record[1]
-            # Keyed by identity: hashing an event runs Python code, an id does not.
-            if id(event) not in names:
-                names[id(event)] = _event_name(event)
-        return list(dict.fromkeys(names.values()))
+        events = list(map(itemgetter(1), self._copy_entries()))
+        # Deduplicated by identity, in C: hashing an event would run Python code for each entry.
+        distinct = dict(zip(map(id, events), events))
+        return list(dict.fromkeys(_event_name(event) for event in distinct.values()))
 
     def __repr__(self) -> str:
         attached = "detached" if self._engine is None else "attached"
