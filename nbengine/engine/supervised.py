@@ -169,6 +169,58 @@ def _mode_keeper(model: torch.nn.Module, training: bool) -> Callable[[], None]:
 # Training steps.
 
 
+def _backward(loss: torch.Tensor) -> None:
+    loss.backward()
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    optimizer.step()
+
+
+def _training_update(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Any], torch.Tensor] | torch.nn.Module,
+    device: str | torch.device | None,
+    non_blocking: bool,
+    prepare_batch: Callable[..., tuple[Any, Any]],
+    model_transform: Callable[[Any], Any],
+    output_transform: Callable[[Any, Any, Any, torch.Tensor], Any],
+    gradient_accumulation_steps: int,
+    model_fn: Callable[[torch.nn.Module, Any], Any],
+    *,
+    forward_context: Callable[[], Any] | None = None,
+    backward: Callable[[torch.Tensor], None] = _backward,
+    optimizer_step: Callable[[torch.optim.Optimizer], None] = _optimizer_step,
+) -> Callable[[Engine, Any], Any]:
+    """The one training update every step variant is made of; the variants differ in where the
+    forward pass runs (``forward_context``), how the loss is backpropagated and how the optimizer steps."""
+    steps = int(gradient_accumulation_steps)
+    train_mode = _mode_keeper(model, training=True)
+
+    def forward(x: Any, y: Any) -> tuple[Any, torch.Tensor]:
+        y_pred = model_transform(model_fn(model, x))
+        loss = loss_fn(y_pred, y)
+        return y_pred, (loss / steps if steps > 1 else loss)
+
+    def update(engine: Engine, batch: Any) -> Any:
+        if (engine.state.iteration - 1) % steps == 0:
+            optimizer.zero_grad()
+        train_mode()
+        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+        if forward_context is None:
+            y_pred, loss = forward(x, y)
+        else:
+            with forward_context():
+                y_pred, loss = forward(x, y)
+        backward(loss)
+        if engine.state.iteration % steps == 0:
+            optimizer_step(optimizer)
+        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
+
+    return update
+
+
 def supervised_training_step(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -203,25 +255,10 @@ def supervised_training_step(
         model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
         gradient_accumulation_steps, model_fn,
     )  # fmt: skip
-    steps = int(gradient_accumulation_steps)
-    train_mode = _mode_keeper(model, training=True)
-
-    def update(engine: Engine, batch: Any) -> Any:
-        if (engine.state.iteration - 1) % steps == 0:
-            optimizer.zero_grad()
-        train_mode()
-        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-        output = model_fn(model, x)
-        y_pred = model_transform(output)
-        loss = loss_fn(y_pred, y)
-        if steps > 1:
-            loss = loss / steps
-        loss.backward()
-        if engine.state.iteration % steps == 0:
-            optimizer.step()
-        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
-
-    return update
+    return _training_update(
+        model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn,
+    )  # fmt: skip
 
 
 def supervised_training_step_amp(
@@ -251,33 +288,21 @@ def supervised_training_step_amp(
     if scaler is not None and not all(callable(getattr(scaler, m, None)) for m in ("scale", "step", "update")):
         raise TypeError(f"Argument scaler should be None or a torch.amp.GradScaler, got {type(scaler).__name__}")
     device_type = _autocast_device_type(model, device)
-    steps = int(gradient_accumulation_steps)
-    train_mode = _mode_keeper(model, training=True)
+    if scaler is None:
+        return _training_update(
+            model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform,
+            gradient_accumulation_steps, model_fn, forward_context=lambda: torch.autocast(device_type=device_type),
+        )  # fmt: skip
 
-    def update(engine: Engine, batch: Any) -> Any:
-        if (engine.state.iteration - 1) % steps == 0:
-            optimizer.zero_grad()
-        train_mode()
-        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-        with torch.autocast(device_type=device_type):
-            output = model_fn(model, x)
-            y_pred = model_transform(output)
-            loss = loss_fn(y_pred, y)
-            if steps > 1:
-                loss = loss / steps
-        step_now = engine.state.iteration % steps == 0
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if step_now:
-                scaler.step(optimizer)
-                scaler.update()
-        else:
-            loss.backward()
-            if step_now:
-                optimizer.step()
-        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
+    def scaled_step(optimizer: torch.optim.Optimizer) -> None:
+        scaler.step(optimizer)
+        scaler.update()
 
-    return update
+    return _training_update(
+        model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn, forward_context=lambda: torch.autocast(device_type=device_type),
+        backward=lambda loss: scaler.scale(loss).backward(), optimizer_step=scaled_step,
+    )  # fmt: skip
 
 
 def supervised_training_step_apex(
@@ -308,26 +333,14 @@ def supervised_training_step_apex(
         model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
         gradient_accumulation_steps, model_fn,
     )  # fmt: skip
-    steps = int(gradient_accumulation_steps)
-    train_mode = _mode_keeper(model, training=True)
-
-    def update(engine: Engine, batch: Any) -> Any:
-        if (engine.state.iteration - 1) % steps == 0:
-            optimizer.zero_grad()
-        train_mode()
-        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-        output = model_fn(model, x)
-        y_pred = model_transform(output)
-        loss = loss_fn(y_pred, y)
-        if steps > 1:
-            loss = loss / steps
+    def apex_backward(loss: torch.Tensor) -> None:
         with apex_amp.scale_loss(loss, optimizer) as scaled_loss:
             scaled_loss.backward()
-        if engine.state.iteration % steps == 0:
-            optimizer.step()
-        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
 
-    return update
+    return _training_update(
+        model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn, backward=apex_backward,
+    )  # fmt: skip
 
 
 def supervised_training_step_tpu(
@@ -357,25 +370,10 @@ def supervised_training_step_tpu(
         model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
         gradient_accumulation_steps, model_fn,
     )  # fmt: skip
-    steps = int(gradient_accumulation_steps)
-    train_mode = _mode_keeper(model, training=True)
-
-    def update(engine: Engine, batch: Any) -> Any:
-        if (engine.state.iteration - 1) % steps == 0:
-            optimizer.zero_grad()
-        train_mode()
-        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-        output = model_fn(model, x)
-        y_pred = model_transform(output)
-        loss = loss_fn(y_pred, y)
-        if steps > 1:
-            loss = loss / steps
-        loss.backward()
-        if engine.state.iteration % steps == 0:
-            xm.optimizer_step(optimizer, barrier=True)
-        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
-
-    return update
+    return _training_update(
+        model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform,
+        gradient_accumulation_steps, model_fn, optimizer_step=lambda opt: xm.optimizer_step(opt, barrier=True),
+    )  # fmt: skip
 
 
 # Evaluation steps.
