@@ -333,6 +333,7 @@ def supervised_training_step_apex(
         model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
         gradient_accumulation_steps, model_fn,
     )  # fmt: skip
+
     def apex_backward(loss: torch.Tensor) -> None:
         with apex_amp.scale_loss(loss, optimizer) as scaled_loss:
             scaled_loss.backward()
