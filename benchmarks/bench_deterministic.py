@@ -37,6 +37,7 @@ import nbengine.engine as nb
 from nbengine.engine.deterministic import DeterministicEngine as NbDeterministicEngine
 from nbengine.handlers import EpochReplay
 from nbengine.utils import manual_seed
+from mlp import Mlp
 
 try:
     import ignite.engine as ig
@@ -59,22 +60,6 @@ DATASET = make_dataset()
 
 def make_loader() -> DataLoader:
     return DataLoader(DATASET, batch_size=BATCH, shuffle=True)
-
-
-class Mlp:
-    def __init__(self) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
-        self.loss_fn = torch.nn.CrossEntropyLoss()
-
-    def step(self, engine: Any, batch: Any) -> float:
-        x, y = batch
-        self.optimizer.zero_grad()
-        loss = self.loss_fn(self.model(x), y)
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
 
 
 def noop_step(engine: Any, batch: Any) -> None:

@@ -19,6 +19,7 @@ import warnings
 import torch
 
 import nbengine.engine as nb
+from mlp import Mlp
 
 try:
     import ignite.engine as ig
@@ -50,36 +51,15 @@ def engine_noop(module, data: list[int], handlers: int, every: int | None) -> fl
     return (time.perf_counter() - began) / len(data)
 
 
-class Mlp:
-    def __init__(self, batches: int) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
-        self.loss_fn = torch.nn.CrossEntropyLoss()
-        generator = torch.Generator().manual_seed(0)
-        self.data = [
-            (torch.randn(64, 32, generator=generator), torch.randint(0, 10, (64,), generator=generator))
-            for _ in range(batches)
-        ]
-
-    def step(self, batch) -> float:
-        x, y = batch
-        self.optimizer.zero_grad()
-        loss = self.loss_fn(self.model(x), y)
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
-
-
 def bare_mlp(mlp: Mlp) -> float:
     began = time.perf_counter()
     for batch in mlp.data:
-        mlp.step(batch)
+        mlp.update(batch)
     return (time.perf_counter() - began) / len(mlp.data)
 
 
 def engine_mlp(module, mlp: Mlp) -> float:
-    engine = module.Engine(lambda engine, batch: mlp.step(batch))
+    engine = module.Engine(mlp.step)
     began = time.perf_counter()
     engine.run(mlp.data, max_epochs=1)
     return (time.perf_counter() - began) / len(mlp.data)

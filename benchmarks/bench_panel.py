@@ -28,27 +28,7 @@ import torch
 
 from nbengine.engine import Engine
 from nbengine.widgets import TrainingPanel
-
-
-class Mlp:
-    def __init__(self, batches: int) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
-        self.loss_fn = torch.nn.CrossEntropyLoss()
-        generator = torch.Generator().manual_seed(0)
-        self.data = [
-            (torch.randn(64, 32, generator=generator), torch.randint(0, 10, (64,), generator=generator))
-            for _ in range(batches)
-        ]
-
-    def step(self, engine: Engine, batch) -> float:
-        x, y = batch
-        self.optimizer.zero_grad()
-        loss = self.loss_fn(self.model(x), y)
-        loss.backward()
-        self.optimizer.step()
-        return loss.item()
+from mlp import Mlp
 
 
 def run_slice(engine: Engine, iterations: int) -> tuple[float, float]:

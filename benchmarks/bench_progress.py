@@ -31,6 +31,7 @@ import torch
 
 import nbengine.engine as nb_engine
 from nbengine.handlers import ProgressBar as NbProgressBar
+from mlp import Mlp
 
 try:
     import ignite.engine as ig_engine
@@ -53,21 +54,6 @@ def find_loss_history() -> tuple[type | None, str]:
             "update find_loss_history() in this benchmark"
         )
     return recorder_cls, "loss history: nbengine.handlers.history.History (per-iteration outputs and batch fingerprints)"
-
-
-class Mlp:
-    """The benchmark model, optimizer and data; rebuilt identically for every case."""
-
-    def __init__(self, batches: int) -> None:
-        torch.manual_seed(0)
-        self.model = torch.nn.Sequential(torch.nn.Linear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
-        self.loss_fn = torch.nn.CrossEntropyLoss()
-        generator = torch.Generator().manual_seed(0)
-        self.data = [
-            (torch.randn(64, 32, generator=generator), torch.randint(0, 10, (64,), generator=generator))
-            for _ in range(batches)
-        ]
 
 
 def bare_mlp(mlp: Mlp) -> float:
