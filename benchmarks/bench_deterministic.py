@@ -166,7 +166,7 @@ def resume_costs(repeats: int) -> None:
                 gc.collect()
                 samples[(library, epoch)].append(resume_setup(library, epoch, templates[library]))
     fetch = batch_fetch_time(3)
-    print(f"\n2. Resume at epoch k: load_state_dict to the first ITERATION_STARTED, new engine and DataLoader")
+    print("\n2. Resume at epoch k: load_state_dict to the first ITERATION_STARTED, new engine and DataLoader")
     print(f"   minus one steady-state batch fetch ({fetch * 1e6:.1f} µs); {repeats} interleaved repetitions")
     print(f"{'library':<10} {'k':>8} {'set-up ms':>10} {'min ms':>8} {'vs k=0':>8}")
     for library in libraries:

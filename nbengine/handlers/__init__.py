@@ -21,3 +21,25 @@ from nbengine.handlers.history import History, HistorySnapshot, batch_fingerprin
 from nbengine.handlers.progress import ProgressBar
 from nbengine.handlers.replay import EpochReplay, ReplayReport
 from nbengine.handlers.timeline import EventTimeline, TimelineEntry
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "CheckpointEvents",
+    "CheckpointInfo",
+    "CorruptCheckpointError",
+    "DiskSaver",
+    "UnsafeCheckpointError",
+    "list_checkpoints",
+    "load_checkpoint",
+    "read_checkpoint_info",
+    "verify_checkpoint",
+    "History",
+    "HistorySnapshot",
+    "batch_fingerprint",
+    "ProgressBar",
+    "EpochReplay",
+    "ReplayReport",
+    "EventTimeline",
+    "TimelineEntry",
+]

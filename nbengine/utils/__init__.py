@@ -9,3 +9,15 @@ from nbengine.utils.seed import (
     set_rng_states,
 )
 from nbengine.utils.tensors import apply_to_tensor, apply_to_type, convert_tensor
+
+__all__ = [
+    "check_rng_states",
+    "derive_seed",
+    "get_rng_states",
+    "manual_seed",
+    "preserve_random_state",
+    "set_rng_states",
+    "apply_to_tensor",
+    "apply_to_type",
+    "convert_tensor",
+]

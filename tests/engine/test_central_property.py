@@ -4,7 +4,6 @@ it ends with the same batches, outputs and bit-identical weights as one uninterr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap

@@ -4,7 +4,6 @@ typed in cells reflected after each cell, re-running a cell stops the earlier ru
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
