@@ -244,6 +244,7 @@ class Engine:
         self._given_data: Any = None
 
         self._trace_hooks: tuple[Callable, ...] = ()
+        self._status_hooks: tuple[Callable, ...] = ()
         self._last_timings: list[tuple[str, float]] = []
 
         self._clock_run = 0.0
@@ -476,6 +477,19 @@ class Engine:
 
         def remove() -> None:
             self._trace_hooks = tuple(h for h in self._trace_hooks if h is not hook)
+
+        return remove
+
+    def add_status_hook(self, hook: Callable[[Engine, str], None]) -> Callable[[], None]:
+        """Call ``hook(engine, status)`` whenever a stretch of driving ends: the run paused, finished or
+        failed. It runs in the thread that drove the run, after the status changed. Returns a function
+        that removes the hook. A progress bar uses it to show where a paused run stands."""
+        if not callable(hook):
+            raise TypeError(f"hook should be callable, got {hook!r}")
+        self._status_hooks = self._status_hooks + (hook,)
+
+        def remove() -> None:
+            self._status_hooks = tuple(h for h in self._status_hooks if h is not hook)
 
         return remove
 
@@ -989,6 +1003,8 @@ class Engine:
         finally:
             self._restore_sigint(previous_sigint)
             self._release_drive(outcome)
+            for hook in self._status_hooks:
+                hook(self, outcome)
         return self.state
 
     def _run_context(self) -> AbstractContextManager:

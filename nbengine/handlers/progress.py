@@ -291,6 +291,9 @@ class ProgressBar:
         engine.add_event_handler(event_name, attachment)
         engine.add_event_handler(closing_event_name, self._close, attachment)
         engine.add_event_handler(Events.EXCEPTION_RAISED, self._fail, attachment)
+        add_status_hook = getattr(engine, "add_status_hook", None)
+        if add_status_hook is not None:
+            add_status_hook(lambda engine, status: self._show_pause(engine, status, attachment))
 
     def log_message(self, message: str) -> None:
         """Print ``message`` above the bar without breaking it."""
@@ -332,6 +335,12 @@ class ProgressBar:
                     pbar.update(position)
                 pbar.refresh()
         self._next_draw = time.monotonic() + self.mininterval
+
+    def _show_pause(self, engine: Any, status: str, attachment: _Attachment) -> None:
+        # Between two redraws the bar lags the run by up to mininterval; a paused run should show
+        # exactly where it stands, since that is what the user looks at next.
+        if status == "paused" and self.pbar is not None:
+            self._draw(engine, attachment)
 
     def _fail(self, engine: Any, exception: BaseException, attachment: _Attachment) -> None:
         # The exception goes on to the caller; the bar closes where the run stopped, short of its total, so the

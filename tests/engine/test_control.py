@@ -153,3 +153,17 @@ def test_pause_does_nothing_when_not_running():
     engine.pause()
     engine.run([1, 2])
     assert engine.status == "done"
+
+
+def test_status_hooks_hear_every_end_of_driving():
+    heard = []
+    engine = Engine(lambda e, b: 1 / 0 if b == "boom" else b)
+    remove = engine.add_status_hook(lambda eng, status: heard.append((status, eng.state.iteration)))
+    engine.step(2, data=[1, 2, 3])
+    engine.run()
+    engine.start(["x", "boom"])
+    with pytest.raises(ZeroDivisionError):
+        engine.wait(10)
+    remove()
+    engine.run([1])
+    assert heard == [("paused", 2), ("done", 3), ("failed", 2)]

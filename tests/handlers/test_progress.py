@@ -60,6 +60,21 @@ def test_redraws_at_most_once_per_mininterval():
     assert "\rEpoch [1/2]: [1/500]   0%|          , loss=0 [00:00<?]\r" in stream.getvalue()
 
 
+def test_a_paused_run_shows_where_it_stands():
+    stream = io.StringIO()
+    engine = halving_engine()
+    ProgressBar(persist=True, file=stream, mininterval=3600).attach(engine, output_transform=lambda loss: {"loss": loss})
+    engine.step(37, data=range(100))
+    # Created at iteration 1; without the pause the bar would still show it until the epoch closes.
+    assert stream.getvalue().endswith("\rIteration: [37/100]  37%|###7      , loss=18 [00:00<00:00]")
+    engine.step(3)
+    assert stream.getvalue().endswith("\rIteration: [40/100]  40%|####      , loss=19.5 [00:00<00:00]")
+    before = draws(stream.getvalue())
+    engine.run()
+    # Running on draws only the close: nothing per iteration.
+    assert draws(stream.getvalue()) == before + 1
+
+
 def test_with_no_interval_every_iteration_is_drawn():
     stream = io.StringIO()
     engine = halving_engine()
