@@ -900,23 +900,29 @@ class Engine:
         """Advance the run in this thread and pause: by ``n`` iterations (default 1), ``until`` the
         next occurrence of an event (its filter included), or by ``events`` events of any kind.
         The run arguments are those of ``run()`` and matter only when no run is under way."""
+        condition = self._step_condition_for("step()", n, until, events)
+        if condition is None:
+            condition = _AfterIterations(self, 1)
+        self._refuse_if_background("step()")
+        self._prepare(data, max_epochs, epoch_length, max_iters)
+        return self._drive(condition)
+
+    def _step_condition_for(self, caller: str, n: Any, until: Any, events: Any) -> _StepCondition | None:
         given = [name for name, value in (("n", n), ("until", until), ("events", events)) if value is not None]
         if len(given) > 1:
-            raise ValueError(f"step() takes one of n=, until= or events=, got {', '.join(given)}")
+            raise ValueError(f"{caller} takes one of n=, until= or events=, got {', '.join(given)}")
         if n is not None and (not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1):
             raise ValueError(f"n should be a positive number of iterations, got {n!r}")
         if events is not None and (not isinstance(events, numbers.Integral) or isinstance(events, bool) or events < 1):
             raise ValueError(f"events should be a positive number of events, got {events!r}")
         if until is not None:
             self._known_event_key(until, "until")
-            condition: _StepCondition = _AtEvent(self, until)
-        elif events is not None:
-            condition = _AfterEvents(self, int(events))
-        else:
-            condition = _AfterIterations(self, 1 if n is None else int(n))
-        self._refuse_if_background("step()")
-        self._prepare(data, max_epochs, epoch_length, max_iters)
-        return self._drive(condition)
+            return _AtEvent(self, until)
+        if events is not None:
+            return _AfterEvents(self, int(events))
+        if n is not None:
+            return _AfterIterations(self, int(n))
+        return None
 
     def _refuse_if_background(self, what: str) -> None:
         thread = self._thread
@@ -1113,14 +1119,20 @@ class Engine:
         epoch_length: int | None = None,
         max_iters: int | None = None,
         *,
+        n: int | None = None,
+        until: Any = None,
+        events: int | None = None,
         thread_setup: Callable[[], AbstractContextManager] | None = None,
     ) -> None:
         """Run (or continue) in a background thread owned by the engine; returns at once.
 
-        An earlier background run of this engine is stopped first. ``thread_setup``, when given, is a
-        context manager factory entered inside the thread (the widgets use it to route printed output
-        to the cell that started the run). The thread's exception is kept: ``wait()`` re-raises it.
+        With ``n``, ``until`` or ``events`` (as in ``step()``) the thread pauses the run there instead
+        of running it to the end. An earlier background run of this engine is stopped first.
+        ``thread_setup``, when given, is a context manager factory entered inside the thread (the
+        widgets use it to route printed output to the cell that started the run). The thread's
+        exception is kept: ``wait()`` re-raises it.
         """
+        condition = self._step_condition_for("start()", n, until, events)
         thread = self._thread
         if thread is not None and thread.is_alive():
             self.stop()
@@ -1128,10 +1140,12 @@ class Engine:
         if thread_setup is not None:
             self._thread_setup = thread_setup
         self._prepare(data, max_epochs, epoch_length, max_iters)
-        self._launch()
+        self._launch(condition)
 
-    def resume(self) -> None:
-        """Continue a paused (or loaded, not yet finished) run in the background thread."""
+    def resume(self, n: int | None = None, *, until: Any = None, events: int | None = None) -> None:
+        """Continue a paused (or loaded, not yet finished) run in the background thread: to the end,
+        or, with ``n``, ``until`` or ``events`` (as in ``step()``), to that point, where it pauses."""
+        condition = self._step_condition_for("resume()", n, until, events)
         thread = self._thread
         if thread is not None and thread.is_alive():
             return
@@ -1140,13 +1154,13 @@ class Engine:
                 f"there is no run to resume (status {self._status!r}); use start(data, ...) to begin one"
             )
         self._prepare(None, None, None, None)
-        self._launch()
+        self._launch(condition)
 
-    def _launch(self) -> None:
+    def _launch(self, condition: _StepCondition | None) -> None:
         self._pause_requested = False
         self._thread_error = None
-        self._acquire_drive(None)
-        thread = threading.Thread(target=self._background_main, name="nbengine-run", daemon=True)
+        self._acquire_drive(condition)
+        thread = threading.Thread(target=self._background_main, args=(condition,), name="nbengine-run", daemon=True)
         self._thread = thread
         try:
             thread.start()
@@ -1154,11 +1168,11 @@ class Engine:
             self._release_drive(PAUSED)
             raise
 
-    def _background_main(self) -> None:
+    def _background_main(self, condition: _StepCondition | None) -> None:
         setup = self._thread_setup
         try:
             with setup() if setup is not None else nullcontext():
-                self._drive(None, acquired=True)
+                self._drive(condition, acquired=True)
         except BaseException as exc:  # kept for wait(); logged so it is seen even if nobody waits
             self._thread_error = exc
             self.logger.error("background run failed: %r", exc, exc_info=exc)

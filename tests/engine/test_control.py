@@ -167,3 +167,33 @@ def test_status_hooks_hear_every_end_of_driving():
     remove()
     engine.run([1])
     assert heard == [("paused", 2), ("done", 3), ("failed", 2)]
+
+
+def test_background_steps_pause_where_asked():
+    engine = Engine(lambda e, b: b)
+    engine.start(range(10), max_epochs=3, until=Events.EPOCH_COMPLETED)
+    engine.wait(10)
+    assert (engine.status, engine.state.iteration, engine.last_event) == ("paused", 10, Events.EPOCH_COMPLETED)
+    engine.resume(5)
+    engine.wait(10)
+    assert (engine.status, engine.state.iteration, engine.last_event) == ("paused", 15, Events.ITERATION_COMPLETED)
+    engine.resume(events=1)
+    engine.wait(10)
+    assert (engine.status, engine.state.iteration, engine.last_event) == ("paused", 15, Events.GET_BATCH_STARTED)
+    engine.resume(until=Events.ITERATION_COMPLETED(every=7))
+    engine.wait(10)
+    assert (engine.status, engine.state.iteration) == ("paused", 21)
+    engine.resume()
+    engine.wait(10)
+    assert (engine.status, engine.state.iteration) == ("done", 30)
+
+
+def test_a_background_step_can_be_paused_before_it_arrives():
+    release = threading.Event()
+    engine = Engine(lambda e, b: release.wait(10))
+    engine.start(range(100), until=Events.EPOCH_COMPLETED)
+    engine.pause()
+    release.set()
+    engine.wait(10)
+    assert engine.status == "paused"
+    assert engine.state.iteration < 100

@@ -77,6 +77,9 @@ ERRORS = [
     ("state_dict not mapping", lambda: engine().load_state_dict([1]), TypeError, r"state_dict should be a mapping, got list"),
     ("call_at_boundary", lambda: engine().call_at_boundary(3), TypeError, r"fn should be callable, got 3"),
     ("resume nothing", lambda: engine().resume(), RuntimeError, r"there is no run to resume \(status 'idle'\)"),
+    ("resume two conditions", lambda: engine().resume(2, until=Events.EPOCH_COMPLETED), ValueError,
+     r"resume\(\) takes one of n=, until= or events=, got n, until"),
+    ("start n=0", lambda: engine().start([1], n=0), ValueError, r"n should be a positive number of iterations, got 0"),
 ]
 
 
