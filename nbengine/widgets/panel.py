@@ -537,6 +537,15 @@ class TrainingPanel:
         self._settle()
         name = "step" if "n" in condition else ("step_event" if "events" in condition else "step_epoch")
         self._refuse_unless_enabled(name)
+        if name == "step_epoch":
+            # An epoch can be long: step to its end in the background thread, so the kernel stays
+            # free for clicks (Pause works during it) and the panel updates live.
+            if self.trainer.status == PAUSED:
+                self.trainer.resume(**condition)
+            else:
+                self.trainer.start(**self._run_arguments(), **condition, thread_setup=self._background_run)
+            self._show_message("Stepping to the end of the epoch…", colour="#2e7d32")
+            return
         if self.trainer.status == PAUSED:
             self.trainer.step(**condition)
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -100,12 +101,31 @@ def test_step_epoch_stops_at_the_end_of_the_epoch(make_panel):
     mlp, panel = paused_panel(make_panel)
     trainer = mlp.trainer
     epoch = trainer.state.epoch
+    # The step runs in the background: the click returns at once and the kernel stays free.
     panel.buttons["step_epoch"].click()
+    panel.wait(30)
+    assert trainer.status == "paused"
     assert trainer.last_event == Events.EPOCH_COMPLETED
     assert (trainer.state.epoch, trainer.state.iteration) == (epoch, epoch * len(mlp.data))
     panel.buttons["step_epoch"].click()
+    panel.wait(30)
     assert (trainer.state.epoch, trainer.state.iteration) == (epoch + 1, (epoch + 1) * len(mlp.data))
+    panel.refresh()
     assert f"class='nbengine-iteration-in-epoch'>{len(mlp.data)} / {len(mlp.data)}<" in panel.state_view.value
+    assert not panel.errors
+
+
+def test_pause_interrupts_a_step_to_the_end_of_the_epoch(make_panel):
+    trainer = Engine(lambda engine, batch: time.sleep(0.005))
+    panel = make_panel(trainer, data=list(range(400)), max_epochs=1)
+    panel.buttons["step_epoch"].click()
+    # The click returned while the epoch runs in the background, so Pause can be pressed.
+    assert trainer.status == "running"
+    panel.buttons["pause"].click()
+    panel.wait(30)
+    assert trainer.status == "paused"
+    assert 0 < trainer.state.iteration < 400
+    assert trainer.last_event != Events.EPOCH_COMPLETED
     assert not panel.errors
 
 

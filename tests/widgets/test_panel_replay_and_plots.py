@@ -194,6 +194,8 @@ def test_the_timeline_view_lists_recent_events_and_filters_them(make_panel):
     labels = [label for label, _ in panel.timeline_view.filter.options]
     assert labels == ["all events", "started", "epoch_started", "get_batch_started", "get_batch_completed", "iteration_started", "iteration_completed"]
     panel.buttons["step_epoch"].click()
+    panel.wait(30)
+    panel.refresh()
     panel.timeline_view.filter.value = "ITERATION_COMPLETED"
     table = panel.timeline_view.table.value
     names = re.findall(r"<td><code>(\w+)</code></td>", table)
