@@ -1203,9 +1203,6 @@ class Engine:
 
     # ------------------------------------------------------------------ state_dict
 
-    _state_dict_all_req_keys = ("epoch_length",)
-    _state_dict_one_of_opt_keys = ("iteration", "epoch")
-
     def state_dict(self) -> OrderedDict:
         """``epoch_length``, ``iteration``, ``max_epochs`` or ``max_iters``, and the user keys."""
         keys: list[str] = ["epoch_length", "iteration"]

@@ -225,6 +225,9 @@ def test_register_events_does_not_leak_into_other_engines():
     second = Engine(lambda e, b: b)
     assert hasattr(first.state, "bwd")
     assert not hasattr(second.state, "bwd")
+    assert first.has_registered_events(BackpropEvents.BACKWARD_STARTED)
+    assert not second.has_registered_events(BackpropEvents.BACKWARD_STARTED)
+    assert second.has_registered_events(Events.STARTED)
     with pytest.raises(ValueError, match="is not an event this Engine knows"):
         second.add_event_handler(BackpropEvents.BACKWARD_STARTED, lambda: None)
 
