@@ -1,16 +1,20 @@
-"""Cost of the progress bar (and loss history, when present), side by side in one run: a bare loop,
-nbengine's supervised trainer and pytorch-ignite's (the reference; `pip install -e ".[bench]"`).
+"""Cost of the progress bar and the loss history, side by side in one run: a bare loop, nbengine's
+supervised trainer and pytorch-ignite's (the reference; `pip install -e ".[bench]"`).
 
 Cases:
-- the MLP step (32-64-10, batch 64, SGD, 1 thread): a hand-written loop; the same step as an
-  Engine's process function; each library's ``create_supervised_trainer`` alone; and with its
-  ProgressBar attached the way ignite's docs do (``pbar.attach(trainer, output_transform=lambda x:
-  {"loss": x})``), plus, for nbengine, the loss history recorder of ``nbengine.handlers.history``
-  when that module exists (also without its batch fingerprints, "no fp", to show what they cost);
+- the MLP step (32-64-10, batch 64, SGD, 1 thread) on two workloads (see ``mlp.py``): batches read
+  from a DataLoader, the ≈280 µs step the design's budgets were set against, and the same batches
+  as a ready list, where the step is about 110 µs and every fixed cost weighs more than twice as
+  much. For each: a hand-written loop; the same step as an Engine's process function; each
+  library's ``create_supervised_trainer`` alone; with its ProgressBar attached the way ignite's docs
+  do (``pbar.attach(trainer, output_transform=lambda x: {"loss": x})``); for nbengine, with the loss
+  history (``nbengine.handlers.History``) and with both; and, on the DataLoader, the deterministic
+  trainer with both (its History records each batch's sample indices, for replay);
 - a no-op step with and without the bar, to show the bar's own per-iteration cost.
 
 Both bars write to os.devnull, so terminal speed does not enter. Repetitions of all cases are
-interleaved so drift hits them alike; medians are reported, with ratios to the bare loop.
+interleaved so drift hits them alike; medians are reported, with ratios to the bare loop of the
+same workload (and the ratio of the minima, which other processes on the machine disturb less).
 
     python benchmarks/bench_progress.py [--quick]
 """
@@ -18,18 +22,18 @@ interleaved so drift hits them alike; medians are reported, with ratios to the b
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import statistics
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 
 import nbengine.engine as nb_engine
+from nbengine.handlers import History
 from nbengine.handlers import ProgressBar as NbProgressBar
 from mlp import Mlp
 
@@ -40,27 +44,18 @@ except ImportError:  # the table still shows nbengine against the bare loop
     ig_engine = None
     IgProgressBar = None
 
-
-def find_loss_history() -> tuple[type | None, str]:
-    """Return (nbengine's loss history recorder class, or None if it does not exist yet; a line saying which)."""
-    try:
-        history = importlib.import_module("nbengine.handlers.history")
-    except ModuleNotFoundError:
-        return None, "nbengine.handlers.history does not exist yet: the nbengine bar case is the bar alone"
-    recorder_cls = getattr(history, "History", None)
-    if recorder_cls is None:
-        raise RuntimeError(
-            f"nbengine.handlers.history has no History class (it has {sorted(vars(history))}); "
-            "update find_loss_history() in this benchmark"
-        )
-    return recorder_cls, "loss history: nbengine.handlers.history.History (per-iteration outputs and batch fingerprints)"
+#: How each workload hands the batches of an Mlp to the loop.
+WORKLOADS: dict[str, Callable[[Mlp], Iterable]] = {
+    "DataLoader": lambda mlp: mlp.loader(),
+    "list": lambda mlp: mlp.data,
+}
 
 
-def bare_mlp(mlp: Mlp) -> float:
+def bare_mlp(mlp: Mlp, data: Iterable) -> float:
     model, optimizer, loss_fn = mlp.model, mlp.optimizer, mlp.loss_fn
     began = time.perf_counter()
     model.train()
-    for x, y in mlp.data:
+    for x, y in data:
         optimizer.zero_grad()
         loss = loss_fn(model(x), y)
         loss.backward()
@@ -69,7 +64,7 @@ def bare_mlp(mlp: Mlp) -> float:
     return (time.perf_counter() - began) / len(mlp.data)
 
 
-def engine_mlp(module: Any, mlp: Mlp) -> float:
+def engine_mlp(module: Any, mlp: Mlp, data: Iterable) -> float:
     """The bare loop's step as a process function: separates the engine's cost from the supervised factory's."""
     model, optimizer, loss_fn = mlp.model, mlp.optimizer, mlp.loss_fn
 
@@ -84,16 +79,18 @@ def engine_mlp(module: Any, mlp: Mlp) -> float:
     model.train()
     engine = module.Engine(step)
     began = time.perf_counter()
-    engine.run(mlp.data, max_epochs=1)
+    engine.run(data, max_epochs=1)
     return (time.perf_counter() - began) / len(mlp.data)
 
 
-def trainer_mlp(module: Any, mlp: Mlp, decorate: Callable[[Any], None] | None) -> float:
-    trainer = module.create_supervised_trainer(mlp.model, mlp.optimizer, mlp.loss_fn)
+def trainer_mlp(
+    module: Any, mlp: Mlp, data: Iterable, decorate: Callable[[Any], None] | None, deterministic: bool = False
+) -> float:
+    trainer = module.create_supervised_trainer(mlp.model, mlp.optimizer, mlp.loss_fn, deterministic=deterministic)
     if decorate is not None:
         decorate(trainer)
     began = time.perf_counter()
-    trainer.run(mlp.data, max_epochs=1)
+    trainer.run(data, max_epochs=1)
     return (time.perf_counter() - began) / len(mlp.data)
 
 
@@ -114,20 +111,16 @@ def main() -> None:
     logging.getLogger("ignite").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")
     repeats = 3 if args.quick else 11
-    mlp_batches = 300 if args.quick else 2_000
+    mlp_batches = 300 if args.quick else 1_500
     noop_iterations = 5_000 if args.quick else 50_000
     noop_data = list(range(noop_iterations))
     sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole run
-    history_cls, history_note = find_loss_history()
 
     def nb_bar(trainer: Any) -> None:
         NbProgressBar(file=sink).attach(trainer, output_transform=lambda x: {"loss": x})
 
     def nb_history(trainer: Any) -> None:
-        history_cls().attach(trainer)
-
-    def nb_history_without_fingerprints(trainer: Any) -> None:
-        history_cls(fingerprint=None).attach(trainer)
+        History().attach(trainer)
 
     def nb_bar_and_history(trainer: Any) -> None:
         nb_bar(trainer)
@@ -136,27 +129,39 @@ def main() -> None:
     def ig_bar(trainer: Any) -> None:
         IgProgressBar(file=sink).attach(trainer, output_transform=lambda x: {"loss": x})
 
-    cases: dict[str, Callable[[], float]] = {
-        "bare: MLP step": lambda: bare_mlp(Mlp(mlp_batches)),
-        "nbengine: Engine(step)": lambda: engine_mlp(nb_engine, Mlp(mlp_batches)),
-        "nbengine: trainer": lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), None),
-        "nbengine: trainer + bar": lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), nb_bar),
+    def mlp_case(run: Callable[..., float], *arguments: Any, **keywords: Any) -> Callable[[str], float]:
+        def measure(workload: str) -> float:
+            mlp = Mlp(mlp_batches)
+            return run(*arguments[:1], mlp, WORKLOADS[workload](mlp), *arguments[1:], **keywords)
+
+        return measure
+
+    mlp_cases: dict[str, Callable[[str], float]] = {
+        "bare: MLP step": lambda workload: bare_mlp(mlp := Mlp(mlp_batches), WORKLOADS[workload](mlp)),
+        "nbengine: Engine(step)": mlp_case(engine_mlp, nb_engine),
+        "nbengine: trainer": mlp_case(trainer_mlp, nb_engine, None),
+        "nbengine: trainer + bar": mlp_case(trainer_mlp, nb_engine, nb_bar),
+        "nbengine: trainer + history": mlp_case(trainer_mlp, nb_engine, nb_history),
+        "nbengine: trainer + bar + history": mlp_case(trainer_mlp, nb_engine, nb_bar_and_history),
+        "nbengine: deterministic + bar + history": mlp_case(
+            trainer_mlp, nb_engine, nb_bar_and_history, deterministic=True
+        ),
     }
-    if history_cls is not None:
-        cases["nbengine: trainer + history"] = lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), nb_history)
-        cases["nbengine: trainer + history, no fp"] = lambda: trainer_mlp(
-            nb_engine, Mlp(mlp_batches), nb_history_without_fingerprints
-        )
-        cases["nbengine: trainer + bar + history"] = lambda: trainer_mlp(nb_engine, Mlp(mlp_batches), nb_bar_and_history)
     if ig_engine is not None:
-        cases["ignite: Engine(step)"] = lambda: engine_mlp(ig_engine, Mlp(mlp_batches))
-        cases["ignite: trainer"] = lambda: trainer_mlp(ig_engine, Mlp(mlp_batches), None)
-        cases["ignite: trainer + bar"] = lambda: trainer_mlp(ig_engine, Mlp(mlp_batches), ig_bar)
-    cases["nbengine: no-op"] = lambda: noop(nb_engine, noop_data, None)
-    cases["nbengine: no-op + bar"] = lambda: noop(nb_engine, noop_data, nb_bar)
+        mlp_cases["ignite: Engine(step)"] = mlp_case(engine_mlp, ig_engine)
+        mlp_cases["ignite: trainer"] = mlp_case(trainer_mlp, ig_engine, None)
+        mlp_cases["ignite: trainer + bar"] = mlp_case(trainer_mlp, ig_engine, ig_bar)
+    cases: dict[str, Callable[[], float]] = {}
+    for workload in WORKLOADS:
+        for name, measure in mlp_cases.items():
+            if workload == "list" and name.startswith("nbengine: deterministic"):
+                continue  # over a list it fingerprints batch content, a cost the DataLoader case does not show
+            cases[f"{workload} | {name}"] = lambda measure=measure, workload=workload: measure(workload)
+    cases["no-op | nbengine: no-op"] = lambda: noop(nb_engine, noop_data, None)
+    cases["no-op | nbengine: no-op + bar"] = lambda: noop(nb_engine, noop_data, nb_bar)
     if ig_engine is not None:
-        cases["ignite: no-op"] = lambda: noop(ig_engine, noop_data, None)
-        cases["ignite: no-op + bar"] = lambda: noop(ig_engine, noop_data, ig_bar)
+        cases["no-op | ignite: no-op"] = lambda: noop(ig_engine, noop_data, None)
+        cases["no-op | ignite: no-op + bar"] = lambda: noop(ig_engine, noop_data, ig_bar)
 
     for fn in cases.values():  # warm-up
         fn()
@@ -172,21 +177,21 @@ def main() -> None:
         f"{noop_iterations} no-op iterations, {repeats} interleaved repetitions; medians (and minima, which "
         "other processes on the machine disturb less)"
     )
-    print(history_note)
-    print(f"{'case':<36} {'µs/iter':>9} {'overhead µs':>12} {'ratio':>7} {'min ratio':>10}  ratio to")
+    print(f"{'workload | case':<52} {'µs/iter':>9} {'overhead µs':>12} {'ratio':>7} {'min ratio':>10}  ratio to")
     for name, value in medians.items():
-        if "MLP" in name or "trainer" in name or "step" in name:
-            reference_name = "bare: MLP step"
+        workload, case = name.split(" | ")
+        if workload == "no-op":
+            reference_name = f"no-op | {case.split(':')[0]}: no-op"
         else:
-            reference_name = name.split(":")[0] + ": no-op"
+            reference_name = f"{workload} | bare: MLP step"
         reference = medians[reference_name]
         print(
-            f"{name:<36} {value * 1e6:>9.3f} {(value - reference) * 1e6:>12.3f} {value / reference:>7.3f} "
-            f"{minima[name] / minima[reference_name]:>10.3f}  {reference_name}"
+            f"{name:<52} {value * 1e6:>9.3f} {(value - reference) * 1e6:>12.3f} {value / reference:>7.3f} "
+            f"{minima[name] / minima[reference_name]:>10.3f}  {reference_name.split(' | ')[1]}"
         )
     for library in ("nbengine", "ignite"):
-        if f"{library}: no-op + bar" in medians:
-            cost = medians[f"{library}: no-op + bar"] - medians[f"{library}: no-op"]
+        if f"no-op | {library}: no-op + bar" in medians:
+            cost = medians[f"no-op | {library}: no-op + bar"] - medians[f"no-op | {library}: no-op"]
             print(f"{library}: the progress bar costs {cost * 1e6:.3f} µs per iteration")
 
 

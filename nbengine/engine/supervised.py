@@ -38,6 +38,14 @@ __all__ = [
 ]
 
 
+def _batch_layout_error(batch: Any) -> TypeError:
+    shown = f"a {type(batch).__name__}" + (f" of {len(batch)} items" if hasattr(batch, "__len__") else "")
+    return TypeError(
+        f"prepare_batch: the default one takes a batch (x, y) of two items, got {shown}; pass "
+        "prepare_batch=fn(batch, device, non_blocking) -> (x, y) for other batch layouts"
+    )
+
+
 def _prepare_batch(
     batch: Any, device: str | torch.device | None = None, non_blocking: bool = False
 ) -> tuple[Any, Any]:
@@ -45,11 +53,7 @@ def _prepare_batch(
     try:
         x, y = batch
     except (TypeError, ValueError) as error:
-        shown = f"a {type(batch).__name__}" + (f" of {len(batch)} items" if hasattr(batch, "__len__") else "")
-        raise TypeError(
-            f"prepare_batch: the default one takes a batch (x, y) of two items, got {shown}; pass "
-            "prepare_batch=fn(batch, device, non_blocking) -> (x, y) for other batch layouts"
-        ) from error
+        raise _batch_layout_error(batch) from error
     return (
         convert_tensor(x, device=device, non_blocking=non_blocking),
         convert_tensor(y, device=device, non_blocking=non_blocking),
@@ -169,14 +173,6 @@ def _mode_keeper(model: torch.nn.Module, training: bool) -> Callable[[], None]:
 # Training steps.
 
 
-def _backward(loss: torch.Tensor) -> None:
-    loss.backward()
-
-
-def _optimizer_step(optimizer: torch.optim.Optimizer) -> None:
-    optimizer.step()
-
-
 def _training_update(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -190,33 +186,51 @@ def _training_update(
     model_fn: Callable[[torch.nn.Module, Any], Any],
     *,
     forward_context: Callable[[], Any] | None = None,
-    backward: Callable[[torch.Tensor], None] = _backward,
-    optimizer_step: Callable[[torch.optim.Optimizer], None] = _optimizer_step,
+    backward: Callable[[torch.Tensor], None] | None = None,
+    optimizer_step: Callable[[torch.optim.Optimizer], None] | None = None,
 ) -> Callable[[Engine, Any], Any]:
     """The one training update every step variant is made of; the variants differ in where the
-    forward pass runs (``forward_context``), how the loss is backpropagated and how the optimizer steps."""
+    forward pass runs (``forward_context``), how the loss is backpropagated (``backward``, default
+    ``loss.backward()``) and how the optimizer steps (``optimizer_step``, default ``optimizer.step()``)."""
     steps = int(gradient_accumulation_steps)
     train_mode = _mode_keeper(model, training=True)
-
-    def forward(x: Any, y: Any) -> tuple[Any, torch.Tensor]:
-        y_pred = model_transform(model_fn(model, x))
-        loss = loss_fn(y_pred, y)
-        return y_pred, (loss / steps if steps > 1 else loss)
+    # Defaults are resolved once, here, so that the common step makes as few Python calls as it can:
+    # inside a training loop each costs several times its micro-benchmarked price
+    # (benchmarks/bench_progress.py).
+    split_only = prepare_batch is _prepare_batch and device is None
+    plain_model = model_fn is _apply_model and model_transform is _identity
+    loss_as_float = output_transform is _loss_as_float
 
     def update(engine: Engine, batch: Any) -> Any:
-        if (engine.state.iteration - 1) % steps == 0:
+        if steps == 1 or (engine.state.iteration - 1) % steps == 0:
             optimizer.zero_grad()
         train_mode()
-        x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
+        if split_only:
+            try:
+                x, y = batch
+            except (TypeError, ValueError) as error:
+                raise _batch_layout_error(batch) from error
+        else:
+            x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
         if forward_context is None:
-            y_pred, loss = forward(x, y)
+            y_pred = model(x) if plain_model else model_transform(model_fn(model, x))
+            loss = loss_fn(y_pred, y)
         else:
             with forward_context():
-                y_pred, loss = forward(x, y)
-        backward(loss)
-        if engine.state.iteration % steps == 0:
-            optimizer_step(optimizer)
-        return output_transform(x, y, y_pred, loss * steps if steps > 1 else loss)
+                y_pred = model(x) if plain_model else model_transform(model_fn(model, x))
+                loss = loss_fn(y_pred, y)
+        # The gradients of k accumulated losses, each divided by k, are those of their mean.
+        scaled_loss = loss if steps == 1 else loss / steps
+        if backward is None:
+            scaled_loss.backward()
+        else:
+            backward(scaled_loss)
+        if steps == 1 or engine.state.iteration % steps == 0:
+            if optimizer_step is None:
+                optimizer.step()
+            else:
+                optimizer_step(optimizer)
+        return loss.item() if loss_as_float else output_transform(x, y, y_pred, loss)
 
     return update
 

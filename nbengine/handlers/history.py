@@ -13,19 +13,20 @@ What identifies a batch (``History(fingerprint=...)``, default ``"auto"``):
 
 - on a ``DeterministicEngine`` over a map-style DataLoader, its sample indices (hashed): exact, and
   about 1 µs per iteration inside a training loop, because the order of the pass is already drawn;
-- otherwise ``batch_fingerprint``, a CRC-32 of the bytes of each tensor or array in the batch,
-  seeded with its shape and dtype and mixed along the structure of the batch; tensors over 1 KiB
-  are read through three 256-byte windows (start, middle, end), so the cost does not grow with the
-  batch. It is costly for a recorder: measured on the 2-core reference machine, 4-5 µs for an
-  ``(x, y)`` batch in a tight loop but about 16 µs inside a training loop, where every Python
-  step runs with cold caches (``benchmarks/bench_progress.py``). Equal fingerprints are strong
-  evidence, not proof, of equal batches (a change outside the windows goes unseen); different ones
-  prove the batches differ. A batch on an accelerator is sampled at 64 evenly spaced elements (one
-  small device-to-host copy). Pass ``fingerprint=batch_fingerprint`` to fingerprint content also on
-  a DeterministicEngine (it then also shows whether the dataset returned the same data, random
-  augmentation included);
-- ``fingerprint=None`` records outputs only: about 5 µs per iteration inside a training loop
-  (under 1 µs in a tight one).
+- on a ``DeterministicEngine`` over other data, ``batch_fingerprint``, a CRC-32 of the bytes of each
+  tensor or array in the batch, seeded with its shape and dtype and mixed along the structure of the
+  batch; tensors over 1 KiB are read through three 256-byte windows (start, middle, end), so the
+  cost does not grow with the batch. It is costly for a recorder: measured on the 2-core reference
+  machine, 4-5 µs for an ``(x, y)`` batch in a tight loop but about 15 µs inside a training loop,
+  where every Python step runs with cold caches (``benchmarks/bench_progress.py``). Equal
+  fingerprints are strong evidence, not proof, of equal batches (a change outside the windows goes
+  unseen); different ones prove the batches differ. A batch on an accelerator is sampled at 64
+  evenly spaced elements (one small device-to-host copy);
+- on a plain ``Engine``, nothing (0): its batches cannot be replayed (``EpochReplay`` needs a
+  DeterministicEngine), so the recorder keeps to the outputs, about 1-2 µs per iteration inside a
+  training loop. Pass ``fingerprint=batch_fingerprint`` to fingerprint content on any engine (on a
+  DeterministicEngine it then also shows whether the dataset returned the same data, random
+  augmentation included), a function of the batch to use your own, or ``None`` for nothing.
 
 Both kinds of fingerprint are the same in every process.
 
@@ -36,7 +37,11 @@ Both kinds of fingerprint are the same in every process.
 >>> snap = history.snapshot()
 >>> (snap.iterations.tolist(), snap.values[:, 0].tolist(), snap.names, snap.dropped)
 ([2, 3, 4], [1.0, 1.5, 2.0], ('output',), 1)
->>> int(snap.fingerprints[0]) == batch_fingerprint(2)
+>>> snap.fingerprints.tolist()  # a plain Engine: no fingerprints unless asked for
+[0, 0, 0]
+>>> content = History(fingerprint=batch_fingerprint).attach(Engine(lambda engine, batch: 0.0))
+>>> _ = content.engine.run([7], max_epochs=1)
+>>> int(content.snapshot().fingerprints[0]) == batch_fingerprint(7)
 True
 """
 
@@ -239,9 +244,10 @@ class History:
     of them (``"output_0"``, ...). The series are fixed by the first iteration recorded; a later
     output without a value for a series records NaN there, and an output that cannot be recorded
     records NaN with one ``RuntimeWarning``. ``fingerprint`` says what identifies a batch:
-    ``"auto"`` (the default) records the batch's sample indices when the engine knows them
-    (``DeterministicEngine.batch_indices()``, a map-style DataLoader) and ``batch_fingerprint`` of its
-    content otherwise; a callable maps ``engine.state.batch`` to an int; None records 0.
+    ``"auto"`` (the default) records the batch's sample indices on a DeterministicEngine that knows
+    them (``batch_indices()``, a map-style DataLoader), ``batch_fingerprint`` of its content on other
+    DeterministicEngines and nothing (0) on a plain Engine; a callable maps ``engine.state.batch`` to
+    an int; None records 0.
 
     Records are taken at ``ITERATION_COMPLETED`` (after the process function, so a batch changed in
     place is fingerprinted as changed) and, for the metrics, at ``EPOCH_COMPLETED``: attach the
@@ -266,9 +272,13 @@ class History:
         self._capacity = int(capacity)
         self._output_transform = output_transform
         self._fingerprint = fingerprint
-        self._batch_indices: Callable[[], Any] | None = None
+        # What the recorder calls for a batch's fingerprint, chosen at attach time (None: record 0).
+        self._fingerprint_of: Callable[[Any], int] | None = None
         self._lock = threading.Lock()
-        self._version = 0
+        # Edits other than appended iterations (runs, epochs, rewinds, clears); see ``version``.
+        self._edits = 0
+        # Iteration records ever moved into the buffers (a rewind does not lower it); see ``version``.
+        self._moved = 0
         self._count = 0
         self._run = 0
         self._runs = np.zeros(self._capacity, dtype=np.int64)
@@ -277,8 +287,12 @@ class History:
         self._fingerprints = np.zeros(self._capacity, dtype=np.int64)
         self._values: np.ndarray | None = None
         self._names: tuple[str, ...] | None = None
+        # Whether an output that is a float is recorded as it is (one series, no transform).
+        self._float_as_is = False
         # Records go to a plain list first and into the numpy buffers a block at a time: one list
-        # append per iteration costs less, inside a training loop, than five numpy item writes.
+        # append per iteration costs less, inside a training loop, than five numpy item writes. The
+        # recording thread appends without the lock (a list append is atomic); moving the records
+        # into the buffers, and everything else that changes them, takes the lock.
         self._pending: list[tuple] = []
         self._flush_at = min(1024, self._capacity)
         self._epoch_records: deque[tuple[int, int, int, dict[str, float]]] = deque(maxlen=int(epoch_capacity))
@@ -308,7 +322,11 @@ class History:
     @property
     def version(self) -> int:
         """Grows by one with every change (a record, a rewind, a clear): compare it to see if anything changed."""
-        return self._version
+        with self._lock:
+            return self._version_locked()
+
+    def _version_locked(self) -> int:
+        return self._edits + self._moved + len(self._pending)
 
     @property
     def count(self) -> int:
@@ -327,8 +345,7 @@ class History:
         if self._engine is not None:
             raise RuntimeError(f"this History already records {self._engine!r}; detach() it first or make another")
         self._engine = engine
-        batch_indices = getattr(engine, "batch_indices", None) if self._fingerprint == "auto" else None
-        self._batch_indices = batch_indices if callable(batch_indices) else None
+        self._fingerprint_of = self._choose_fingerprint(engine)
         self._handles = [
             engine.add_event_handler(Events.STARTED, self._on_started),
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._on_iteration_completed),
@@ -340,7 +357,7 @@ class History:
         """Stop recording; what was recorded stays readable."""
         handles, self._handles = self._handles, []
         self._engine = None
-        self._batch_indices = None
+        self._fingerprint_of = None
         for handle in handles:
             handle.remove()
 
@@ -350,47 +367,50 @@ class History:
 
     # ------------------------------------------------------------------ recording (training side)
 
+    def _choose_fingerprint(self, engine: Any) -> Callable[[Any], int] | None:
+        if self._fingerprint is None:
+            return None
+        if self._fingerprint != "auto":
+            return self._custom_fingerprint
+        batch_indices = getattr(engine, "batch_indices", None)
+        if not callable(batch_indices):
+            return None  # a plain Engine: nothing to replay, so nothing to identify (module docstring)
+
+        def indices_or_content(batch: Any) -> int:
+            indices = batch_indices()
+            if indices is None:
+                return batch_fingerprint(batch)
+            return hash(indices if type(indices) is int else tuple(indices)) & _MASK63
+
+        return indices_or_content
+
+    def _custom_fingerprint(self, batch: Any) -> int:
+        fingerprint = self._fingerprint(batch)  # type: ignore[operator]
+        if type(fingerprint) is not int:
+            raise TypeError(
+                f"the History's fingerprint function returned {fingerprint!r} of type "
+                f"{type(fingerprint).__name__}; it should return an int"
+            )
+        return fingerprint & _MASK63
+
     def _on_started(self, engine: Any) -> None:
         if engine.state.iteration == 0 or self._run == 0:
             with self._lock:
                 self._run += 1
-                self._version += 1
+                self._edits += 1
 
     def _on_iteration_completed(self, engine: Any) -> None:
+        # The hot path of the recorder: a float output and no fingerprint take a handful of steps.
         state = engine.state
         output = state.output
-        if self._output_transform is not None:
-            output = self._output_transform(output)
-        fingerprint = 0
-        if self._batch_indices is not None:
-            indices = self._batch_indices()
-            if indices is not None:
-                fingerprint = hash(indices if type(indices) is int else tuple(indices)) & _MASK63
-            else:
-                fingerprint = batch_fingerprint(state.batch)
-        elif self._fingerprint == "auto":
-            fingerprint = batch_fingerprint(state.batch)
-        elif self._fingerprint is not None:
-            fingerprint = self._fingerprint(state.batch)
-            if type(fingerprint) is not int:
-                raise TypeError(
-                    f"the History's fingerprint function returned {fingerprint!r} of type "
-                    f"{type(fingerprint).__name__}; it should return an int"
-                )
-            fingerprint &= _MASK63
-        names = self._names
-        if names is None:
-            names = self._start_series(output)
-        if len(names) == 1 and type(output) is float:
-            values: Any = output
-        else:
-            values = self._values_of(output, names)
-        record = (self._run, state.epoch, state.iteration, fingerprint, values)
-        with self._lock:
-            pending = self._pending
-            pending.append(record)
-            self._version += 1
-            if len(pending) >= self._flush_at:
+        value = output if self._float_as_is and type(output) is float else self._values_of(output)
+        fingerprint_of = self._fingerprint_of
+        pending = self._pending
+        pending.append(
+            (self._run, state.epoch, state.iteration, 0 if fingerprint_of is None else fingerprint_of(state.batch), value)
+        )
+        if len(pending) >= self._flush_at:
+            with self._lock:
                 self._flush()
 
     def _flush(self) -> None:
@@ -399,6 +419,7 @@ class History:
         if not pending:
             return
         self._pending = []
+        self._moved += len(pending)
         if len(pending) > self._capacity:
             self._count += len(pending) - self._capacity
             pending = pending[-self._capacity :]
@@ -419,9 +440,16 @@ class History:
         with self._lock:
             self._names = names
             self._values = np.full((self._capacity, len(names)), np.nan)
+            self._float_as_is = len(names) == 1 and self._output_transform is None
         return names
 
-    def _values_of(self, output: Any, names: tuple[str, ...]) -> Any:
+    def _values_of(self, output: Any) -> Any:
+        """What to record for ``output`` (after the output_transform): a float, or a list of them, one per series."""
+        if self._output_transform is not None:
+            output = self._output_transform(output)
+        names = self._names
+        if names is None:
+            names = self._start_series(output)
         if len(names) == 1:
             value = _scalar(output)
             if value is None and isinstance(output, Mapping) and len(output) == 1:
@@ -461,14 +489,9 @@ class History:
                 metrics[str(name)] = scalar
         with self._lock:
             self._epoch_records.append((self._run, state.epoch, state.iteration, metrics))
-            self._version += 1
+            self._edits += 1
 
     # ------------------------------------------------------------------ reading (any thread)
-
-    def _held(self) -> tuple[int, int]:
-        self._flush()
-        held = min(self._count, self._capacity)
-        return held, self._count - held
 
     def _ordered(self, array: np.ndarray, held: int) -> np.ndarray:
         if self._count <= self._capacity:
@@ -479,18 +502,36 @@ class History:
     def snapshot(self) -> HistorySnapshot:
         """A consistent copy of everything held, oldest first. Safe to call from any thread."""
         with self._lock:
-            held, dropped = self._held()
+            # A copy of the pending records, not a flush: the recording thread appends to that list
+            # without the lock, so only it may move them into the buffers.
+            pending = self._pending[:]
+            held = min(self._count, self._capacity)
+            dropped = self._count - held
             names = self._names or ()
-            values = (
-                self._ordered(self._values, held) if self._values is not None else np.zeros((held, 0))
-            )
+            columns = [self._ordered(array, held) for array in (self._runs, self._epochs, self._iterations, self._fingerprints)]
+            values = self._ordered(self._values, held) if self._values is not None else np.zeros((held, 0))
+            if pending:
+                *pending_columns, pending_values = zip(*pending)
+                columns = [
+                    np.concatenate((column, np.asarray(extra, dtype=np.int64)))
+                    for column, extra in zip(columns, pending_columns)
+                ]
+                values = np.concatenate(
+                    (values, np.asarray(pending_values, dtype=np.float64).reshape(len(pending), -1))
+                )
+                excess = len(values) - self._capacity
+                if excess > 0:
+                    columns = [column[excess:] for column in columns]
+                    values = values[excess:]
+                    dropped += excess
+            runs, epochs, iterations, fingerprints = columns
             return HistorySnapshot(
-                version=self._version,
+                version=self._version_locked(),
                 names=names,
-                runs=self._ordered(self._runs, held),
-                epochs=self._ordered(self._epochs, held),
-                iterations=self._ordered(self._iterations, held),
-                fingerprints=self._ordered(self._fingerprints, held),
+                runs=runs,
+                epochs=epochs,
+                iterations=iterations,
+                fingerprints=fingerprints,
                 values=values,
                 epoch_metrics=list(self._epoch_records),
                 dropped=dropped,
@@ -521,13 +562,15 @@ class History:
     def clear(self) -> None:
         """Forget everything recorded (the run counter and the series names too)."""
         with self._lock:
+            self._moved += len(self._pending)
             self._pending = []
             self._count = 0
             self._run = 0
             self._names = None
             self._values = None
+            self._float_as_is = False
             self._epoch_records.clear()
-            self._version += 1
+            self._edits += 1
 
     def rewind(self, iteration: int, replacement: HistorySnapshot | None = None) -> None:
         """Forget the latest run's records after ``iteration`` (iterations and epochs), then append the
@@ -554,6 +597,7 @@ class History:
                 if self._values is None:
                     self._names = replacement.names
                     self._values = np.full((self._capacity, len(replacement.names)), np.nan)
+                    self._float_as_is = len(replacement.names) == 1 and self._output_transform is None
                 self._pending = [
                     (self._run, int(epoch), int(iteration), int(fingerprint), values.tolist())
                     for epoch, iteration, fingerprint, values in zip(
@@ -561,8 +605,8 @@ class History:
                     )
                 ]
                 self._flush()
-            self._version += 1
+            self._edits += 1
 
     def __repr__(self) -> str:
         attached = "detached" if self._engine is None else "attached"
-        return f"History(capacity={self._capacity}, held={len(self)}, version={self._version}, {attached})"
+        return f"History(capacity={self._capacity}, held={len(self)}, version={self.version}, {attached})"

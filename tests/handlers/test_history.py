@@ -81,11 +81,18 @@ def test_output_transform_picks_what_is_recorded():
 def test_fingerprints_tell_batches_apart_and_match_equal_ones():
     batches = [(torch.arange(6.0).reshape(2, 3) + i, torch.tensor([i, i])) for i in range(3)]
     engine = Engine(lambda engine, batch: 0.0)
-    history = History().attach(engine)
+    history = History(fingerprint=batch_fingerprint).attach(engine)
     engine.run(batches + [tuple(t.clone() for t in batches[0])], max_epochs=1)
     fingerprints = history.snapshot().fingerprints.tolist()
     assert len(set(fingerprints[:3])) == 3 and fingerprints[3] == fingerprints[0]
     assert fingerprints[0] == batch_fingerprint(batches[0])
+
+
+def test_on_a_plain_engine_auto_records_no_fingerprint():
+    engine = Engine(lambda engine, batch: 0.0)
+    history = History().attach(engine)
+    engine.run([torch.tensor([1]), torch.tensor([2])], max_epochs=1)
+    assert history.snapshot().fingerprints.tolist() == [0, 0]
 
 
 @pytest.mark.parametrize(
