@@ -943,6 +943,7 @@ class Engine:
                 if self._drive_lock.acquire(blocking=False):
                     self._status = RUNNING
                     self._error = None
+                    self._thread_error = None
                     self._step_condition = condition
                     self._sigint_count = 0
                     self._sigint_pause = False
@@ -1158,7 +1159,6 @@ class Engine:
 
     def _launch(self, condition: _StepCondition | None) -> None:
         self._pause_requested = False
-        self._thread_error = None
         self._acquire_drive(condition)
         thread = threading.Thread(target=self._background_main, args=(condition,), name="nbengine-run", daemon=True)
         self._thread = thread
@@ -1189,14 +1189,16 @@ class Engine:
             self._drive(None)
 
     def wait(self, timeout: float | None = None) -> State:
-        """Wait for the background thread to end (finished, paused or failed) and re-raise its
-        exception. Raises TimeoutError if it is still running after ``timeout`` seconds."""
+        """Wait for the background thread to end (finished, paused or failed) and return the state;
+        if it failed, re-raise its exception, on every call until the engine is driven again (like
+        ``Future.result()``, so that one caller cannot hide the failure from another). Raises
+        TimeoutError if it is still running after ``timeout`` seconds."""
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
             if thread.is_alive():
                 raise TimeoutError(f"the background run is still running after {timeout} s")
-        error, self._thread_error = self._thread_error, None
+        error = self._thread_error
         if error is not None:
             raise error
         return self.state

@@ -188,7 +188,6 @@ class TrainingPanel:
         #: Refreshes done so far (including those that found nothing new), and plots drawn so far.
         self.refresh_count = 0
         self.plot_count = 0
-        self._pending_error: BaseException | None = None
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._wake = threading.Event()
@@ -379,10 +378,7 @@ class TrainingPanel:
 
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for the background run to end (finished, paused or failed) and return the trainer's
-        state; re-raises the run's exception."""
-        error, self._pending_error = self._pending_error, None
-        if error is not None:
-            raise error
+        state; re-raises the run's exception (as ``trainer.wait()`` does, on every call)."""
         return self.trainer.wait(timeout)
 
     def refresh(self) -> None:
@@ -479,13 +475,16 @@ class TrainingPanel:
                 self.message.value = f"<div class='nbengine-message-text'>{body}</div>"
 
     def _join(self, timeout: float) -> None:
-        """Wait for the background thread to end. Its exception is kept for ``wait()``."""
+        """Wait for the background thread to end. A failure of the run stays with the trainer
+        (``trainer.error``; ``trainer.wait()`` and ``panel.wait()`` re-raise it) and is shown by the
+        State view, so it is not raised into the click that happened to wait for it."""
         try:
             self.trainer.wait(timeout)
         except TimeoutError:
             raise
-        except BaseException as error:  # the run's own failure: wait() re-raises it later
-            self._pending_error = error
+        except BaseException as error:
+            if error is not self.trainer.error:
+                raise
 
     def _settle(self) -> None:
         """After a pause, wait for the background thread to finish leaving (a boundary away)."""

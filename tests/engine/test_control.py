@@ -141,11 +141,17 @@ def test_stop_while_paused_ends_the_run_in_the_caller():
 def test_background_failure_is_kept_and_reraised_by_wait():
     engine = Engine(lambda e, b: 1 / 0 if b == 3 else b)
     engine.start([1, 2, 3, 4])
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(ZeroDivisionError) as first:
         engine.wait(10)
     assert engine.status == "failed"
     assert isinstance(engine.error, ZeroDivisionError)
     assert engine.state.iteration == 3
+    # Every caller of wait() hears of the failure, not only the first, until the engine is driven again.
+    with pytest.raises(ZeroDivisionError) as second:
+        engine.wait(10)
+    assert second.value is first.value is engine.error
+    engine.run([1, 2], max_epochs=1)
+    assert engine.wait(10) is engine.state
 
 
 def test_pause_does_nothing_when_not_running():

@@ -182,6 +182,9 @@ def test_a_failing_process_function_turns_the_status_red_and_wait_raises(make_pa
     panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100).start()
     with pytest.raises(ValueError, match=r"^bad batch at iteration 40$"):
         panel.wait(timeout=60)
+    # Whoever waited first, the failure stays with the trainer: its own wait() raises it too.
+    with pytest.raises(ValueError, match=r"^bad batch at iteration 40$"):
+        mlp.trainer.wait(timeout=60)
     assert mlp.trainer.status == "failed"
     wait_until(lambda: shown_status(panel) == "failed", what="the red status")
     assert "background:#c62828" in panel.status_badge.value
