@@ -1,13 +1,13 @@
 """``History``: the per-iteration outputs and batch fingerprints, and the per-epoch metrics, of a run.
 
 This module owns what the loss panel and epoch replay read about a run's past: for every iteration,
-its run number, epoch, iteration, a fingerprint of the batch and the process function's output as
-Python floats (never tensors, which could keep a graph alive); for every epoch, the scalar metrics.
-Memory is bounded: iterations live in preallocated numpy ring buffers of ``capacity`` rows (filled
-a block at a time from a short list, which is cheaper per iteration), epochs in a ring of
-``epoch_capacity``. Another thread reads it through ``snapshot()`` (consistent copies,
-taken under a lock) and can tell whether anything changed from ``version``, which grows by one for
-every change.
+its run number, epoch, iteration, a fingerprint of the batch (0 where none is taken, see below) and
+the process function's output as Python floats (never tensors, which could keep a graph alive); for
+every epoch, the scalar metrics. Memory is bounded: iterations live in preallocated numpy ring
+buffers of ``capacity`` rows (filled a block at a time from a short list, which is cheaper per
+iteration), epochs in a ring of ``epoch_capacity``. Another thread reads it through ``snapshot()``
+(consistent copies, taken under a lock that the recording thread needs only once per block) and can
+tell whether anything changed from ``version``, which grows by one for every change.
 
 What identifies a batch (``History(fingerprint=...)``, default ``"auto"``):
 
@@ -23,10 +23,11 @@ What identifies a batch (``History(fingerprint=...)``, default ``"auto"``):
   unseen); different ones prove the batches differ. A batch on an accelerator is sampled at 64
   evenly spaced elements (one small device-to-host copy);
 - on a plain ``Engine``, nothing (0): its batches cannot be replayed (``EpochReplay`` needs a
-  DeterministicEngine), so the recorder keeps to the outputs, about 1-2 µs per iteration inside a
-  training loop. Pass ``fingerprint=batch_fingerprint`` to fingerprint content on any engine (on a
-  DeterministicEngine it then also shows whether the dataset returned the same data, random
-  augmentation included), a function of the batch to use your own, or ``None`` for nothing.
+  DeterministicEngine), so the recorder keeps to the outputs: about 2 µs per iteration inside a
+  training loop, 0.35 µs in a tight one. Pass ``fingerprint=batch_fingerprint`` to fingerprint
+  content on any engine (on a DeterministicEngine it then also shows whether the dataset returned
+  the same data, random augmentation included), a function of the batch to use your own, or
+  ``None`` for nothing.
 
 Both kinds of fingerprint are the same in every process.
 
