@@ -391,11 +391,14 @@ class Engine:
             del self._handlers[key]
 
     def fire_event(self, event_name: Any) -> None:
-        """Fire a registered event now: from a handler or from inside the process function."""
+        """Fire a registered event now: from a handler or from inside the process function. Fired
+        while the run is not being driven (say, a checkpoint saved while paused), it runs the
+        handlers but leaves ``last_event`` at the boundary where the run stands."""
         key = self._known_event_key(event_name)
         event = self._allowed_events[key]
         self._note_fired(key)
-        self.last_event = event
+        if self._status == RUNNING:
+            self.last_event = event
         entries = self._handlers.get(key)
         if entries:
             if self._trace_hooks:

@@ -50,6 +50,19 @@ def test_until_a_custom_event_stops_at_the_next_boundary():
     assert (engine.state.iteration, engine.last_event) == (3, Events.ITERATION_COMPLETED)
 
 
+def test_an_event_fired_while_paused_runs_its_handlers_but_leaves_the_position():
+    engine = Engine(lambda e, b: b)
+    engine.register_events("saved")
+    heard = []
+    engine.add_event_handler("saved", lambda e: heard.append((e.state.iteration, e.last_event)))
+    engine.step(2, data=[1, 2, 3])
+    engine.fire_event("saved")
+    assert heard == [(2, Events.ITERATION_COMPLETED)]
+    assert engine.last_event == Events.ITERATION_COMPLETED
+    engine.step(events=1)
+    assert engine.last_event == Events.GET_BATCH_STARTED
+
+
 def test_call_at_boundary_runs_on_the_training_thread_between_events():
     release = threading.Event()
     log = []
