@@ -4,9 +4,10 @@ This module owns the panel: how its parts (run controls, State view, event timel
 checkpoints and replay) are put together, what each button does, and when the display is brought
 up to date.
 
-Threads. Training runs in the engine's own background thread (``engine.start``); the buttons run
-on the kernel's main thread; a refresh thread owned by the panel brings the display up to date
-every ``refresh_interval`` seconds when something changed. The training thread does no UI work
+Threads. Training runs in the engine's own background thread (``engine.start``), and a replay in
+one of the panel's (under the trainer's lock, with the controls off until its report is shown), so
+the kernel stays free; the buttons run on the kernel's main thread; a refresh thread owned by the
+panel brings the display up to date every ``refresh_interval`` seconds when something changed. The training thread does no UI work
 while it trains: the panel reads the engine, the ``EventTimeline`` and the loss recorder, each of
 which is safe to read from another thread. (It does one refresh as its run ends, so that the final
 state is on screen when ``wait()`` returns, and posts the message of a Save it carried out.) Plots cost tens of milliseconds, so while the engine runs they are
@@ -198,6 +199,9 @@ class TrainingPanel:
         self._loss_version = -1
         self._shown_signature: tuple | None = None
         self._view_version = 0
+        # The epoch a background replay is replaying (None: no replay running), and its thread.
+        self._replaying_epoch: int | None = None
+        self._replay_thread: threading.Thread | None = None
 
         # One trace hook records the events and, unless a History does, the outputs for the loss
         # plot (with a History, only the last one, which the State view shows between iterations).
@@ -377,8 +381,14 @@ class TrainingPanel:
         return self
 
     def wait(self, timeout: float | None = None) -> Any:
-        """Wait for the background run to end (finished, paused or failed) and return the trainer's
+        """Wait for a replay started by the Replay button and for the background run to end
+        (finished, paused or failed), each for up to ``timeout`` seconds, and return the trainer's
         state; re-raises the run's exception (as ``trainer.wait()`` does, on every call)."""
+        replay_thread = self._replay_thread
+        if replay_thread is not None:
+            replay_thread.join(timeout)
+            if replay_thread.is_alive():
+                raise TimeoutError(f"the replay of epoch {self._replaying_epoch} is still running after {timeout} s")
         return self.trainer.wait(timeout)
 
     def refresh(self) -> None:
@@ -514,8 +524,23 @@ class TrainingPanel:
         return False, "the panel has no data to run: give TrainingPanel(trainer, data=...) or call panel.start(data)"
 
     def _control_reasons(self, status: str) -> dict[str, str | None]:
+        busy = self._replay_busy_reason()
+        if busy is not None:
+            return dict.fromkeys(RUN_CONTROLS, busy)
         can_start, why = self._can_start()
         return control_reasons(status, can_start=can_start, cannot_start_reason=why)
+
+    def _replay_busy_reason(self) -> str | None:
+        epoch = self._replaying_epoch
+        if epoch is None:
+            return None
+        # The replay holds the trainer's lock and has the trained objects at the replayed epoch.
+        return f"epoch {epoch} is being replayed: its report comes when the replay ends"
+
+    def _refuse_while_replaying(self, name: str) -> None:
+        busy = self._replay_busy_reason()
+        if busy is not None:
+            raise ActionRefused(f"{name} is not possible now: {busy}")
 
     def _run(self) -> None:
         self._settle()
@@ -578,6 +603,7 @@ class TrainingPanel:
     def _save(self) -> None:
         if self.checkpoint is None:
             raise RuntimeError("Save is not possible: the panel has no checkpoint handler")
+        self._refuse_while_replaying("Save")
         future = self.checkpoint.request_save(self.trainer)
         if future.done():
             self._on_saved(future)
@@ -602,6 +628,7 @@ class TrainingPanel:
     def _load(self) -> None:
         if self.checkpoint is None:
             raise RuntimeError("Load is not possible: the panel has no checkpoint handler")
+        self._refuse_while_replaying("Load")
         self._settle()
         status = self.trainer.status
         if status not in (PAUSED, IDLE):
@@ -616,6 +643,12 @@ class TrainingPanel:
 
     def _update_checkpoint_controls(self, status: str) -> None:
         view = self.checkpoints_view
+        busy = self._replay_busy_reason()
+        if busy is not None:
+            for button in (view.save_button, view.load_button, view.replay_button):
+                _set(button, disabled=True, tooltip=busy)
+            _set(view.replay_epoch, disabled=True)
+            return
         if self.checkpoint is None:
             for button in (view.save_button, view.load_button):
                 _set(button, disabled=True, tooltip="no checkpoint handler was given")
@@ -645,16 +678,39 @@ class TrainingPanel:
     def _replay(self) -> None:
         if self.replay is None:
             raise RuntimeError("Replay is not possible: the panel has no epoch replay")
+        self._refuse_while_replaying("Replay")
         self._settle()
         if self.trainer.status == RUNNING:
             raise ActionRefused("Replay is possible only while the trainer is not running: Pause it first")
         epoch = self.checkpoints_view.replay_epoch.value
         if epoch is None:
             raise ActionRefused("Replay needs an epoch: no epoch snapshot yet")
-        self._show_message(f"Replaying epoch {epoch}…", colour="#ef6c00")
-        report = self.replay.replay_epoch(epoch)
-        self.checkpoints_view.show_report(report)
-        self._show_message(str(report), colour="#2e7d32" if report.reproduced else "#c62828")
+        # A replay trains a whole epoch: it runs in the background so the kernel stays free, and the
+        # controls stay off until it ends (the refresh after this click shows them off).
+        self._replaying_epoch = epoch
+        thread = threading.Thread(target=self._replay_in_background, args=(epoch,), name="nbengine-replay", daemon=True)
+        self._replay_thread = thread
+        self._show_message(f"Replaying epoch {epoch} in the background…", colour="#ef6c00")
+        try:
+            thread.start()
+        except BaseException:
+            self._replaying_epoch = None
+            raise
+
+    def _replay_in_background(self, epoch: int) -> None:
+        with self._session.route_output(self._output_parent):
+            try:
+                report = self.replay.replay_epoch(epoch)  # type: ignore[union-attr]
+            except Exception as error:  # shown in the panel and kept in self.errors, like a button's
+                self._report_error("Replay", error)
+            else:
+                with self._lock:
+                    if not self._closed.is_set():
+                        self.checkpoints_view.show_report(report)
+                self._show_message(str(report), colour="#2e7d32" if report.reproduced else "#c62828")
+            finally:
+                self._replaying_epoch = None
+                self._wake.set()  # the next refresh turns the controls back on
 
     def _update_listing(self) -> None:
         if self.checkpoint is None:
@@ -706,6 +762,7 @@ class TrainingPanel:
             self.timeline.count,
             self.loss_source.version,
             self._view_version,
+            self._replaying_epoch,
         )
         if signature == self._shown_signature:
             # Nothing moved: only the checkpoint folder may have changed (a save from elsewhere).

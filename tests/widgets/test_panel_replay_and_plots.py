@@ -38,12 +38,56 @@ def test_replay_of_an_epoch_shows_that_it_reproduced(make_panel):
     panel.checkpoints_view.replay_epoch.value = completed[0]
     assert not panel.replay_button.disabled
     panel.replay_button.click()
+    panel.wait(timeout=60)  # the replay runs in the background
     report_html = panel.checkpoints_view.replay_report.value
     assert "reproduced: every batch and every output identical" in report_html
     assert f"<td class='nbengine-replay-epoch'>{completed[0]}</td>" in report_html
     assert "<td class='nbengine-replay-iterations-compared'>10</td>" in report_html
     assert "<td class='nbengine-replay-max-difference'>0.0</td>" in report_html
     # The trainer is where it was: a replay runs on a replica.
+    assert (mlp.trainer.state.epoch, mlp.trainer.state.iteration) == position
+    assert all((a == b).all() for a, b in zip(mlp.weights(), weights))
+    assert not panel.errors
+
+
+def test_while_an_epoch_is_replayed_the_kernel_is_free_and_the_controls_are_off(make_panel):
+    import threading
+
+    armed, inside, release = threading.Event(), threading.Event(), threading.Event()
+
+    def gate(engine):
+        # Takes part in replays (replay_handlers); once armed, holds the replay until released.
+        if armed.is_set():
+            inside.set()
+            release.wait(60)
+
+    mlp = DeterministicMlp()
+    mlp.trainer.add_event_handler(Events.ITERATION_COMPLETED, gate)
+    replay = EpochReplay(mlp.trainer, {"model": mlp.model, "optimizer": mlp.optimizer}, replay_handlers=[gate])
+    panel = make_panel(mlp.trainer, data=mlp.loader, max_epochs=3, replay=replay)
+    panel.buttons["step_epoch"].click()
+    panel.wait(timeout=60)
+    panel.buttons["step"].click()
+    position, weights = (mlp.trainer.state.epoch, mlp.trainer.state.iteration), mlp.weights()
+    panel.checkpoints_view.replay_epoch.value = 1
+    armed.set()
+    panel.replay_button.click()  # returns at once: the click does not wait for the replay
+    assert inside.wait(30), "the replay did not start"
+    busy = "epoch 1 is being replayed: its report comes when the replay ends"
+    assert all(button.disabled and button.tooltip == busy for button in panel.buttons.values())
+    view = panel.checkpoints_view
+    assert view.save_button.disabled and view.load_button.disabled and view.replay_button.disabled
+    panel.buttons["step"].click()  # a click that gets through anyway is refused, not queued
+    assert f"Step is not possible now: {busy}" in panel.message.value
+    assert (mlp.trainer.state.epoch, mlp.trainer.state.iteration) == position
+    with pytest.raises(TimeoutError, match=r"the replay of epoch 1 is still running after 0.1 s"):
+        panel.wait(timeout=0.1)
+    release.set()
+    panel.wait(timeout=60)
+    assert "reproduced: every batch and every output identical" in view.replay_report.value
+    wait_until(lambda: not panel.buttons["step"].disabled, what="the controls back on")
+    assert not view.replay_button.disabled
+    # The replay left the trainer and its objects where they were.
     assert (mlp.trainer.state.epoch, mlp.trainer.state.iteration) == position
     assert all((a == b).all() for a, b in zip(mlp.weights(), weights))
     assert not panel.errors
