@@ -584,7 +584,13 @@ class TrainingPanel:
     def _stop(self) -> None:
         self._settle()
         self._refuse_unless_enabled("stop")
-        self.trainer.stop()
+        if self.trainer.status == PAUSED:
+            # Ending a paused run runs its TERMINATE and COMPLETED handlers (a last evaluation, a
+            # last save), which can take long: in the background, like the run, not in the click.
+            self.trainer.terminate()
+            self.trainer.start(thread_setup=self._background_run)
+        else:
+            self.trainer.stop()
         try:
             self._join(_SETTLE_SECONDS)
         except TimeoutError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
 
 import pytest
@@ -153,11 +154,17 @@ def test_stop_ends_a_running_run(make_panel):
     assert not panel.errors
 
 
-def test_stop_ends_a_paused_run(make_panel):
+def test_stop_ends_a_paused_run_with_its_last_handlers_in_the_background(make_panel):
     mlp, panel = paused_panel(make_panel)
+    ran_in = []
+    mlp.trainer.add_event_handler(Events.COMPLETED, lambda: ran_in.append(threading.current_thread().name))
     panel.buttons["stop"].click()
+    panel.wait(timeout=30)
     assert mlp.trainer.status == "done"
     assert [entry.event for entry in panel.timeline.snapshot(last=2)] == ["TERMINATE", "COMPLETED"]
+    assert ran_in == ["nbengine-run"]  # not the kernel's thread, which the click runs in
+    assert "Stopped at epoch" in panel.message.value
+    assert not panel.errors
 
 
 def test_run_starts_again_after_the_end_and_step_starts_from_idle(make_panel):
