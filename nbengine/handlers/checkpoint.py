@@ -7,12 +7,17 @@ durably by :class:`~nbengine.handlers.DiskSaver`, and :meth:`Checkpoint.load_obj
 
 For the notebook panels: :meth:`Checkpoint.request_save` (the Save button) has the training side save
 at its next boundary, and loading refuses an engine that is running.
+
+For code ported from ignite, the rest of its checkpoint API: :class:`ModelCheckpoint` (a Checkpoint into
+a folder that is given the objects when called), :meth:`Checkpoint.reload_objects` (load back what a
+handler saved) and :func:`global_step_from_engine` (name files by another engine's counter).
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+import string
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -22,7 +27,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from nbengine.engine import RUNNING, Engine, EventEnum
+from nbengine.engine import RUNNING, CallableEventWithFilter, Engine, EventEnum
 from nbengine.engine._signature import can_bind, describe_callable
 from nbengine.handlers.checkpoint_disk import DiskSaver, list_checkpoints
 from nbengine.handlers.checkpoint_file import (
@@ -42,7 +47,9 @@ __all__ = [
     "CheckpointInfo",
     "CorruptCheckpointError",
     "DiskSaver",
+    "ModelCheckpoint",
     "UnsafeCheckpointError",
+    "global_step_from_engine",
     "list_checkpoints",
     "load_checkpoint",
     "read_checkpoint_info",
@@ -285,9 +292,23 @@ class Checkpoint:
         score.__qualname__ = f"score_from_metric[{metric_name!r}]"
         return score
 
+    def _name_for(self, keys: list[str]) -> str:
+        """The ``{name}`` part of file names for objects saved under ``keys``."""
+        return keys[0] if len(keys) == 1 and not self.include_self else "checkpoint"
+
+    def _pattern(self, with_global_step: bool) -> str:
+        """The file name pattern: ``filename_pattern``, or the default one for this handler's options."""
+        return self.filename_pattern or self.setup_filename_pattern(
+            with_prefix=bool(self.filename_prefix),
+            with_score=self.score_function is not None,
+            with_score_name=self.score_name is not None,
+            with_global_step=with_global_step,
+        )
+
     @property
     def last_checkpoint(self) -> Path | str | None:
-        """The newest kept checkpoint: its path with a DiskSaver, its file name otherwise."""
+        """The last of the kept checkpoints in priority order (the newest one without a score function,
+        the best-scored one with it): its path with a DiskSaver, its file name otherwise."""
         if not self._saved:
             return None
         filename = self._saved[-1].filename
@@ -350,17 +371,11 @@ class Checkpoint:
 
         checkpoint: dict[str, Any] = {key: _unwrap(obj).state_dict() for key, obj in self.to_save.items()}
         keys = list(checkpoint)
-        name = keys[0] if len(keys) == 1 and not self.include_self else "checkpoint"
+        name = self._name_for(keys)
         score_text = None
         if self.score_function is not None:
-            score_text = f"{priority}" if isinstance(priority, numbers.Integral) else f"{priority:.4f}"
-        pattern = self.filename_pattern or self.setup_filename_pattern(
-            with_prefix=bool(self.filename_prefix),
-            with_score=self.score_function is not None,
-            with_score_name=self.score_name is not None,
-            with_global_step=global_step is not None,
-        )
-        filename = pattern.format(
+            score_text = _score_text(priority)
+        filename = self._pattern(with_global_step=global_step is not None).format(
             filename_prefix=self.filename_prefix,
             name=name,
             score=score_text,
@@ -468,6 +483,321 @@ class Checkpoint:
             if key in checkpoint:
                 _load_one(obj, checkpoint[key], strict)
 
+    def reload_objects(self, to_load: Mapping, load_kwargs: Mapping | None = None, **filename_components: Any) -> None:
+        """Load ``to_load`` from a checkpoint this handler saved, through :meth:`load_objects`.
+
+        Without ``filename_components`` the file is :attr:`last_checkpoint`. With them, the file name is
+        rebuilt the way a save builds it, from this handler's prefix, score name and pattern and from:
+
+        - ``name``: default, the name a save of ``to_save`` gets (of ``to_load`` while ``to_save`` is
+          empty, as for a :class:`ModelCheckpoint` not called yet);
+        - ``global_step``: an int;
+        - ``score``: a number, written as saves write it (``0.75`` becomes ``0.7500``), or the text
+          of the file name.
+
+        A part that the file names have must be given and one they lack is refused, so a typo cannot
+        quietly name another file.
+
+        Args:
+            to_load: names mapped to objects with ``load_state_dict``.
+            load_kwargs: options for :meth:`load_objects`: ``strict`` and ``mmap``.
+            filename_components: ``name``, ``global_step`` and ``score``, as above.
+
+        Needs a :class:`DiskSaver` as ``save_handler``. The file is CRC-checked and loaded with
+        ``weights_only=True``, and an Engine in ``to_load`` that is running is refused, as by
+        :meth:`load_objects`.
+
+        >>> import tempfile, torch
+        >>> from nbengine.engine import Engine, Events
+        >>> from nbengine.handlers import Checkpoint
+        >>> model = torch.nn.Linear(2, 1, bias=False)
+        >>> _ = torch.nn.init.zeros_(model.weight)
+        >>> trainer = Engine(lambda engine, batch: model.weight.data.add_(1.0))
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> handler = Checkpoint({"model": model}, folder.name, n_saved=None)
+        >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, handler)
+        >>> _ = trainer.run([0, 1], max_epochs=3)
+        >>> [info.path.name for info in handler.list_checkpoints()]
+        ['model_6.pt', 'model_4.pt', 'model_2.pt']
+        >>> handler.reload_objects({"model": model}, global_step=2)
+        >>> model.weight.tolist()
+        [[2.0, 2.0]]
+        >>> handler.reload_objects({"model": model})
+        >>> model.weight.tolist()
+        [[6.0, 6.0]]
+        >>> folder.cleanup()
+        """
+        if not isinstance(self.save_handler, DiskSaver):
+            raise TypeError(
+                f"reload_objects() needs a DiskSaver as save_handler, this handler has {self.save_handler!r}"
+            )
+        if load_kwargs is None:
+            load_kwargs = {}
+        if not isinstance(load_kwargs, Mapping):
+            raise TypeError(
+                f"load_kwargs should be a mapping of load_objects() options or None, got "
+                f"{type(load_kwargs).__name__}: {load_kwargs!r}"
+            )
+        unknown = [key for key in load_kwargs if key not in ("strict", "mmap")]
+        if unknown:
+            raise ValueError(
+                f"load_kwargs should hold only 'strict' and 'mmap' (the options of Checkpoint.load_objects), "
+                f"got {unknown}"
+            )
+        if not filename_components:
+            path = self.last_checkpoint
+            if path is None:
+                raise RuntimeError(
+                    f"reload_objects() has no checkpoint to load: this handler has saved none into "
+                    f"{str(self.save_handler.dirname)!r} yet. Pass global_step=... (and score=... or name=...) "
+                    "to load a file saved earlier"
+                )
+        else:
+            path = self.save_handler.dirname / self._filename_from(filename_components, to_load)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"reload_objects() found no checkpoint file {str(path)!r} for filename_components "
+                    f"{filename_components}; this handler keeps {[item.filename for item in self._saved]}"
+                )
+        Checkpoint.load_objects(to_load, path, **load_kwargs)
+
+    def _filename_from(self, components: Mapping[str, Any], to_load: Mapping) -> str:
+        """The file name a save with these ``name``/``global_step``/``score`` parts had."""
+        unknown = [key for key in components if key not in ("name", "global_step", "score")]
+        if unknown:
+            raise TypeError(
+                f"reload_objects() got unexpected filename_components {unknown}; the parts of a file name are "
+                "name, global_step and score"
+            )
+        given = {key: value for key, value in components.items() if value is not None}
+        name = given.get("name", self._name_for(list(self.to_save or to_load)))
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"name should be a non-empty str, got {type(name).__name__}: {name!r}")
+        global_step = given.get("global_step")
+        if global_step is not None and (not isinstance(global_step, numbers.Integral) or isinstance(global_step, bool)):
+            raise TypeError(f"global_step should be an int, got {type(global_step).__name__}: {global_step!r}")
+        score = given.get("score")
+        if score is not None and not isinstance(score, str):
+            if not isinstance(score, numbers.Real) or isinstance(score, bool):
+                raise TypeError(
+                    f"score should be a number or the score as written in the file name, got "
+                    f"{type(score).__name__}: {score!r}"
+                )
+            score = _score_text(score)
+        # Saves put the step in default names whenever they have one: always without a score function,
+        # and with one only through global_step_transform.
+        pattern = self._pattern(
+            with_global_step=self.score_function is None or self.global_step_transform is not None
+        )
+        fields = {field for _, field, _, _ in string.Formatter().parse(pattern) if field}
+        for part in given:
+            if part not in fields:
+                raise ValueError(
+                    f"filename_components[{part!r}] is not part of this handler's file names, whose pattern is "
+                    f"{pattern!r}"
+                )
+        for part in ("global_step", "score"):
+            if part in fields and part not in given:
+                raise ValueError(
+                    f"this handler's file names ({pattern!r}) have a {part}; pass {part}=... to reload_objects()"
+                )
+        return pattern.format(
+            filename_prefix=self.filename_prefix,
+            name=name,
+            score=score,
+            score_name=self.score_name,
+            global_step=global_step,
+            ext=self.ext,
+        )
+
+
+def _no_saver_yet(checkpoint: Any, filename: str, metadata: Any = None) -> None:
+    raise RuntimeError("ModelCheckpoint saved before its DiskSaver was set up")
+
+
+class ModelCheckpoint(Checkpoint):
+    """A :class:`Checkpoint` into the folder ``dirname`` that is given the objects to save when it is
+    called, as ``handler(engine, to_save)``: attach it with ``to_save`` as the handler's argument.
+
+    Args:
+        dirname: the folder; files are written by a :class:`DiskSaver` made with ``atomic``,
+            ``require_empty`` (refuse a folder that already holds ``.pt`` files) and ``create_dir``.
+        filename_prefix, score_function, score_name, n_saved, global_step_transform, filename_pattern,
+            include_self, greater_or_equal: as for :class:`Checkpoint`.
+        save_on_rank: only 0. Checkpoints are written by the process that calls the handler, so it
+            is refused in a ``torch.distributed`` process of another rank.
+        kwargs: refused: ignite hands them to ``torch.save``, while :class:`DiskSaver` writes its own
+            CRC-checked format and takes no options.
+
+    ``to_save`` is kept in ``self.to_save`` after each call: it is what :meth:`request_save` saves
+    and what :meth:`~Checkpoint.reload_objects` names files after.
+
+    >>> import os, tempfile, torch
+    >>> from nbengine.engine import Engine, Events
+    >>> from nbengine.handlers import ModelCheckpoint
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> handler = ModelCheckpoint(folder.name, "myprefix", n_saved=2)
+    >>> trainer = Engine(lambda engine, batch: None)
+    >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED(every=2), handler, {"mymodel": torch.nn.Linear(3, 3)})
+    >>> _ = trainer.run([0, 1, 2, 3, 4], max_epochs=6)
+    >>> sorted(os.listdir(folder.name))
+    ['myprefix_mymodel_20.pt', 'myprefix_mymodel_30.pt']
+    >>> handler.last_checkpoint.name
+    'myprefix_mymodel_30.pt'
+    >>> folder.cleanup()
+    """
+
+    def __init__(
+        self,
+        dirname: str | os.PathLike,
+        filename_prefix: str = "",
+        score_function: Callable[[Engine], int | float] | None = None,
+        score_name: str | None = None,
+        n_saved: int | None = 1,
+        atomic: bool = True,
+        require_empty: bool = True,
+        create_dir: bool = True,
+        global_step_transform: Callable | None = None,
+        filename_pattern: str | None = None,
+        include_self: bool = False,
+        greater_or_equal: bool = False,
+        save_on_rank: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        if kwargs:
+            raise TypeError(
+                f"ModelCheckpoint got keyword arguments {sorted(kwargs)}, which ignite passes to torch.save; "
+                "nbengine's DiskSaver writes its own CRC-checked format and takes no torch.save options"
+            )
+        if not isinstance(save_on_rank, numbers.Integral) or isinstance(save_on_rank, bool) or save_on_rank != 0:
+            raise ValueError(
+                f"save_on_rank should be 0 (nbengine writes checkpoints from the process that calls the "
+                f"handler), got {save_on_rank!r}"
+            )
+        distributed = torch.distributed
+        if distributed.is_available() and distributed.is_initialized() and distributed.get_rank() != save_on_rank:
+            raise RuntimeError(
+                f"save_on_rank is {save_on_rank} but this process has torch.distributed rank "
+                f"{distributed.get_rank()}; create the ModelCheckpoint on rank {save_on_rank} only"
+            )
+        # Every other argument is checked before the DiskSaver makes or inspects the folder.
+        super().__init__(
+            {},
+            _no_saver_yet,
+            filename_prefix=filename_prefix,
+            score_function=score_function,
+            score_name=score_name,
+            n_saved=n_saved,
+            global_step_transform=global_step_transform,
+            filename_pattern=filename_pattern,
+            include_self=include_self,
+            greater_or_equal=greater_or_equal,
+        )
+        self.save_handler = DiskSaver(dirname, atomic=atomic, create_dir=create_dir, require_empty=require_empty)
+        self._handler_takes_metadata = True
+        self.save_on_rank = save_on_rank
+
+    def _check_to_save(self, to_save: Any) -> None:
+        _check_objects(to_save, "to_save", "state_dict")
+        if not to_save:
+            raise ValueError("to_save should name at least one object to save, got an empty mapping")
+        if self.include_self and "checkpointer" in to_save:
+            raise ValueError(
+                f"to_save has the key 'checkpointer', which include_self=True reserves; got keys {list(to_save)}"
+            )
+
+    def __call__(self, engine: Engine, to_save: Mapping) -> None:  # type: ignore[override]
+        self._check_to_save(to_save)
+        self.to_save = to_save
+        self._save(engine)
+
+    def request_save(self, engine: Engine, to_save: Mapping | None = None) -> Future:
+        """As :meth:`Checkpoint.request_save`; saves ``to_save``, by default the objects of the last call."""
+        if not isinstance(engine, Engine):
+            raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
+        if to_save is None:
+            if not self.to_save:
+                raise RuntimeError(
+                    "this ModelCheckpoint has no objects to save yet: it is given them when called as "
+                    "handler(engine, to_save). Pass to_save=... to request_save()"
+                )
+            return super().request_save(engine)
+        self._check_to_save(to_save)
+
+        def save() -> Path | str | None:
+            self.to_save = to_save
+            return self._save(engine)
+
+        return engine.call_at_boundary(save)
+
+
+def global_step_from_engine(engine: Engine, custom_event_name: Any = None) -> Callable[[Any, Any], int]:
+    """A ``global_step_transform`` for :class:`Checkpoint` that reads the step from another engine.
+
+    The returned ``fn(engine_, event_name) -> int`` leaves ``engine_`` (the engine that saves) aside and
+    returns ``engine``'s counter for ``event_name``, or for ``custom_event_name`` when it is given:
+    ``state.epoch`` for STARTED, COMPLETED and the epoch events, ``state.iteration`` for the iteration
+    and batch events, and for a custom event the State attribute it was registered with
+    (``register_events(..., event_to_attr=...)``). An event without a counter on ``engine`` is an
+    error naming it; ignite 0.5.5 falls back to the epoch there.
+
+    A checkpoint saved by the evaluator, named by the trainer's epoch:
+
+    >>> import os, tempfile, torch
+    >>> from nbengine.engine import Engine, Events
+    >>> from nbengine.handlers import Checkpoint, global_step_from_engine
+    >>> trainer = Engine(lambda engine, batch: None)
+    >>> evaluator = Engine(lambda engine, batch: None)
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> handler = Checkpoint(
+    ...     {"model": torch.nn.Linear(2, 1)}, folder.name, n_saved=2,
+    ...     global_step_transform=global_step_from_engine(trainer),
+    ... )
+    >>> _ = evaluator.add_event_handler(Events.COMPLETED, handler)
+    >>> _ = trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run([0, 1]))
+    >>> _ = trainer.run([0, 1, 2], max_epochs=3)
+    >>> sorted(os.listdir(folder.name))
+    ['model_2.pt', 'model_3.pt']
+    >>> folder.cleanup()
+    """
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
+    if custom_event_name is not None:
+        _counter_of(engine, custom_event_name, "custom_event_name")
+
+    def global_step(engine_: Any, event_name: Any) -> int:
+        event = event_name if custom_event_name is None else custom_event_name
+        return int(getattr(engine.state, _counter_of(engine, event, "event_name")))
+
+    return global_step
+
+
+def _counter_of(engine: Engine, event: Any, argument: str) -> str:
+    """The name of the State attribute that counts ``event`` on ``engine``."""
+    if event is None and argument == "event_name":
+        raise ValueError(
+            "event_name is None: the engine that saves has fired no event yet, so there is no event to read "
+            "the step for; pass custom_event_name=... to global_step_from_engine()"
+        )
+    if not isinstance(event, (str, CallableEventWithFilter)):
+        raise TypeError(
+            f"{argument} should be one event (Events.X or a registered custom event), got "
+            f"{type(event).__name__}: {event!r}"
+        )
+    if not engine.has_registered_events(event):
+        raise ValueError(
+            f"{argument} {event!r} is not an event this {type(engine).__name__} knows; register custom events "
+            "with register_events() first"
+        )
+    # The engine's own event -> State attribute mapping (built-in events plus its event_to_attr).
+    attr = engine._event_to_attr.get(event if isinstance(event, str) else event.name)
+    if attr is None:
+        raise ValueError(
+            f"{argument} {event!r} has no State counter on this {type(engine).__name__}; register it with "
+            "event_to_attr={event: 'attribute'} or pass custom_event_name=Events.EPOCH_COMPLETED"
+        )
+    return attr
+
 
 def _load_one(obj: Any, state: Any, strict: bool) -> None:
     obj = _unwrap(obj)
@@ -475,6 +805,11 @@ def _load_one(obj: Any, state: Any, strict: bool) -> None:
         obj.load_state_dict(state, strict=strict)
     else:
         obj.load_state_dict(state)
+
+
+def _score_text(score: numbers.Real) -> str:
+    """A score as file names show it: an integer as is, anything else with four decimals."""
+    return f"{score}" if isinstance(score, numbers.Integral) else f"{score:.4f}"
 
 
 def _plain_number(value: Any) -> int | float:
