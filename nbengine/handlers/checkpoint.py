@@ -375,13 +375,8 @@ class Checkpoint:
         score_text = None
         if self.score_function is not None:
             score_text = _score_text(priority)
-        filename = self._pattern(with_global_step=global_step is not None).format(
-            filename_prefix=self.filename_prefix,
-            name=name,
-            score=score_text,
-            score_name=self.score_name,
-            global_step=global_step,
-            ext=self.ext,
+        filename = self._format_filename(
+            self._pattern(with_global_step=global_step is not None), name, score_text, global_step
         )
 
         # The list as it will be once this checkpoint is committed; nothing changes before that.
@@ -601,6 +596,10 @@ class Checkpoint:
                 raise ValueError(
                     f"this handler's file names ({pattern!r}) have a {part}; pass {part}=... to reload_objects()"
                 )
+        return self._format_filename(pattern, name, score, global_step)
+
+    def _format_filename(self, pattern: str, name: str, score: str | None, global_step: int | None) -> str:
+        """``pattern`` filled with this handler's prefix, score name and extension and the given parts."""
         return pattern.format(
             filename_prefix=self.filename_prefix,
             name=name,
