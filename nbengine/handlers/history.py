@@ -324,10 +324,7 @@ class History:
     def version(self) -> int:
         """Grows by one with every change (a record, a rewind, a clear): compare it to see if anything changed."""
         with self._lock:
-            return self._version_locked()
-
-    def _version_locked(self) -> int:
-        return self._edits + self._moved + len(self._pending)
+            return self._edits + self._moved + len(self._pending)
 
     @property
     def count(self) -> int:
@@ -527,7 +524,8 @@ class History:
                     dropped += excess
             runs, epochs, iterations, fingerprints = columns
             return HistorySnapshot(
-                version=self._version_locked(),
+                # From the copy: records appended after it are not in this snapshot, nor in its version.
+                version=self._edits + self._moved + len(pending),
                 names=names,
                 runs=runs,
                 epochs=epochs,

@@ -247,6 +247,9 @@ def test_a_reader_thread_always_sees_a_consistent_snapshot():
             if snap.version < last_version:
                 problems.append(f"version went back from {last_version} to {snap.version}")
             last_version = snap.version
+            # Once records come: one run started, every record held or dropped, every epoch; nothing else.
+            if len(snap) and snap.version != 1 + len(snap) + snap.dropped + len(snap.epoch_metrics):
+                problems.append(f"version {snap.version} does not match what the snapshot holds")
             n = len(snap.iterations)
             if not (len(snap.values) == len(snap.fingerprints) == len(snap.epochs) == n):
                 problems.append("columns of different lengths")
