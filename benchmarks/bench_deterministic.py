@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import statistics
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +35,7 @@ import nbengine.engine as nb
 from nbengine.engine.deterministic import DeterministicEngine as NbDeterministicEngine
 from nbengine.handlers import EpochReplay
 from nbengine.utils import manual_seed
+from harness import interleave, quiet_single_thread
 from mlp import Mlp
 
 try:
@@ -94,12 +93,7 @@ def per_iteration(repeats: int) -> None:
             cases[f"{library}: DeterministicEngine, {step_kind}"] = lambda e=deterministic_cls, s=step_kind: (
                 epoch_per_iteration(e, s)
             )
-    for fn in cases.values():
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            samples[name].append(fn())
+    samples = interleave(cases, repeats)
     print(f"\n1. Per iteration, one epoch of {ITEMS} items in batches of {BATCH} ({repeats} interleaved repetitions)")
     print(f"{'case':<44} {'µs/iter':>9} {'min':>9} {'vs Engine':>10} {'min ratio':>10}")
     for name, values in samples.items():
@@ -272,9 +266,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("ignite").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
+    quiet_single_thread()
     repeats = 3 if args.quick else 11
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread; ignite: {'yes' if ig else 'not installed'}")
     per_iteration(repeats)

@@ -14,15 +14,14 @@ interleaved so drift hits them alike; medians are reported, with ratios.
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import time
-import warnings
 from collections.abc import Iterable
 
 import torch
 
 import nbengine.engine as nb
+from harness import interleave, quiet_single_thread
 from mlp import Mlp
 
 try:
@@ -73,9 +72,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repetitions")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("ignite").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
+    quiet_single_thread()
     iterations = 20_000 if args.quick else 200_000
     repeats = 3 if args.quick else 7
     mlp_batches = 300 if args.quick else 2_000
@@ -93,12 +90,7 @@ def main() -> None:
         for name, module in engines:
             cases[f"{name}: MLP step, {workload}"] = lambda m=module, d=data_of: engine_mlp(m, mlp, d(mlp))
 
-    for fn in cases.values():  # warm-up
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            samples[name].append(fn())
+    samples = interleave(cases, repeats)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     minima = {name: min(values) for name, values in samples.items()}
 

@@ -22,11 +22,9 @@ same workload (and the ratio of the minima, which other processes on the machine
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,6 +33,7 @@ import torch
 import nbengine.engine as nb_engine
 from nbengine.handlers import History
 from nbengine.handlers import ProgressBar as NbProgressBar
+from harness import interleave, quiet_single_thread
 from mlp import Mlp
 
 try:
@@ -107,9 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and repetitions")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    logging.getLogger("ignite").setLevel(logging.ERROR)
-    warnings.simplefilter("ignore")
+    quiet_single_thread()
     repeats = 3 if args.quick else 11
     mlp_batches = 300 if args.quick else 1_500
     noop_iterations = 5_000 if args.quick else 50_000
@@ -163,12 +160,7 @@ def main() -> None:
         cases["no-op | ignite: no-op"] = lambda: noop(ig_engine, noop_data, None)
         cases["no-op | ignite: no-op + bar"] = lambda: noop(ig_engine, noop_data, ig_bar)
 
-    for fn in cases.values():  # warm-up
-        fn()
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            samples[name].append(fn())
+    samples = interleave(cases, repeats)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     minima = {name: min(values) for name, values in samples.items()}
 

@@ -1,0 +1,32 @@
+"""What every side-by-side benchmark does the same way: the process set-up and the interleaved timing.
+
+Each benchmark builds its own cases (name -> function returning seconds per iteration) and reads the
+samples; running them here keeps the method, and so the figures, comparable across the scripts.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+
+import torch
+
+
+def quiet_single_thread() -> None:
+    """One torch thread (as the design's figures), and no ignite log lines or warnings in the tables."""
+    torch.set_num_threads(1)
+    logging.getLogger("ignite").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+
+
+def interleave(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
+    """Run every case once to warm up, then ``repeats`` rounds of all cases in turn, so that drift of
+    the machine hits them alike; the samples of each case, in round order."""
+    for measure in cases.values():
+        measure()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, measure in cases.items():
+            samples[name].append(measure())
+    return samples
