@@ -79,6 +79,7 @@ from torch.utils.data.sampler import (
 
 from nbengine.engine.engine import Engine
 from nbengine.engine.events import Events, State
+from nbengine.engine.sample_seeding import SeededSamples
 from nbengine.utils.seed import (
     check_rng_states,
     derive_seed,
@@ -96,6 +97,7 @@ _SAMPLER_GLOBAL_STREAM = 2
 _LOADER_STREAM = 3
 _EPOCH_STREAM = 4
 _ITERABLE_STREAM = 5
+_SAMPLE_STREAM = 6
 
 # Samplers whose only randomness is a ``generator`` attribute, ``set_epoch``, or none at all: they
 # need no probe. Exact types only: a subclass may draw from somewhere else.
@@ -150,9 +152,13 @@ def update_dataloader(dataloader: DataLoader, new_batch_sampler: Any) -> DataLoa
         raise TypeError(
             f"new_batch_sampler should be an iterable of batches of indices, got {type(new_batch_sampler).__name__}"
         )
-    arguments: dict[str, Any] = {}
+    return _rebuilt_loader(dataloader, new_batch_sampler, dataloader.dataset)
+
+
+def _rebuilt_loader(dataloader: DataLoader, new_batch_sampler: Any, dataset: Any) -> DataLoader:
+    arguments: dict[str, Any] = {"dataset": dataset}
     for name, parameter in inspect.signature(type(dataloader).__init__).parameters.items():
-        if name == "self" or name in _BATCHING_ARGUMENTS:
+        if name in ("self", "dataset") or name in _BATCHING_ARGUMENTS:
             continue
         if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
             continue
@@ -164,6 +170,19 @@ def update_dataloader(dataloader: DataLoader, new_batch_sampler: Any) -> DataLoa
     else:
         arguments["batch_sampler"] = new_batch_sampler
     return type(dataloader)(**arguments)
+
+
+def _per_sample_seeded_loader(dataloader: DataLoader, batch_sampler: ReproducibleBatchSampler) -> DataLoader:
+    """``update_dataloader(dataloader, batch_sampler)`` whose samples are each built with the global
+    generators seeded from (seed, pass, index) (see ``nbengine.engine.sample_seeding``). Only with
+    automatic batching: a loader with ``batch_size=None`` hands its dataset whole batches."""
+    if dataloader.batch_sampler is None or isinstance(dataloader.dataset, IterableDataset):
+        return update_dataloader(dataloader, batch_sampler)
+    if batch_sampler is dataloader.batch_sampler:
+        # The user's own loader keeps yielding plain indices to its plain dataset.
+        batch_sampler = ReproducibleBatchSampler(batch_sampler, seed=batch_sampler.seed)
+    batch_sampler.seeds_samples = True
+    return _rebuilt_loader(dataloader, batch_sampler, SeededSamples(dataloader.dataset))
 
 
 def _sampler_chain(batch_sampler: Any) -> list[Any]:
@@ -244,6 +263,8 @@ class ReproducibleBatchSampler(BatchSampler):
         self.start_iteration = start_iteration
         self.seed = seed
         self.epoch = 0
+        # Set by _per_sample_seeded_loader: batches are then of keys (pass seed, index) for SeededSamples.
+        self.seeds_samples = False
         self._cached: tuple[int, int, list] | None = None
         self._chain = _sampler_chain(batch_sampler)
         self._needs_global_seed = not all(type(s) in _KNOWN_SAMPLER_TYPES for s in self._chain)
@@ -352,13 +373,18 @@ class ReproducibleBatchSampler(BatchSampler):
         start = self.start_iteration or 0
         if start > len(batches):
             raise ValueError(f"start_iteration={start} is past the end of the pass, which has {len(batches)} batches")
-        return self._iterate(batches, start)
+        pass_seed = derive_seed(self.seed, _SAMPLE_STREAM, self.epoch) if self.seeds_samples else None
+        return self._iterate(batches, start, pass_seed)
 
-    def _iterate(self, batches: list, start: int) -> Iterator:
+    def _iterate(self, batches: list, start: int, pass_seed: int | None) -> Iterator:
         # start_iteration is consumed when the first batch is drawn: a multiprocessing DataLoader
         # calls iter() on its sampler twice before drawing, and only the second iterator is used.
         self.start_iteration = None
-        yield from itertools.islice(batches, start, None)
+        if pass_seed is None:
+            yield from itertools.islice(batches, start, None)
+            return
+        for batch in itertools.islice(batches, start, None):
+            yield [(pass_seed, index) for index in batch]
 
     def __len__(self) -> int:
         return len(self.batch_sampler)

@@ -1,0 +1,123 @@
+"""Per-sample randomness: the global generators are seeded from ``(seed, pass, sample index)`` before
+each sample of a map-style DataLoader is built, so a sample's random augmentation does not depend on
+who builds it.
+
+This module owns the sample keys and the dataset wrapper that turns them into seeded fetches. A
+``ReproducibleBatchSampler`` with ``seeds_samples`` set yields, instead of plain indices, keys
+``(pass_seed, index)``, where ``pass_seed`` is derived from ``(seed, pass)``; ``SeededSamples``
+(the loader's dataset) seeds Python's ``random``, numpy's global generator and torch's CPU generator
+from ``(pass_seed, index)`` and then builds ``dataset[index]``. Whatever process builds the sample (a
+worker, which worker, the main process when ``num_workers=0``), however many workers there are, and
+wherever the run was resumed, sample ``index`` of pass ``p`` draws the same numbers.
+
+What the user gives up: inside ``__getitem__`` the generators no longer run as one long sequence
+from the worker's seed; each sample starts a fresh stream. Two samples never share draws, but a
+dataset that relies on the continuation of the stream from one sample to the next (rare) sees
+something else. With ``num_workers=0`` the samples are built in the training process, so the
+training's own draws after a fetch continue from the last sample's stream (still a pure function of
+the seed and the iteration, so exact; but not the same numbers as with workers). ``collate_fn`` and
+``worker_init_fn`` are not seeded per sample. A dataset's own ``__getitems__`` (batch fetching) is
+not used: samples are built one by one.
+
+>>> import random
+>>> import torch
+>>> from torch.utils.data import Dataset
+>>> class Noisy(Dataset):
+...     def __len__(self):
+...         return 4
+...     def __getitem__(self, index):
+...         return index + torch.rand(1).item() + random.random()
+>>> samples = SeededSamples(Noisy())
+>>> samples[(7, 2)] == samples[(7, 2)] and samples[(7, 2)] != samples[(8, 2)]
+True
+>>> len(samples), samples.dataset.__class__.__name__
+(4, 'Noisy')
+"""
+
+from __future__ import annotations
+
+import _random
+import random
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["SeededSamples", "sample_seed"]
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+
+# The C-level seeding of ``random``'s module instance: Random.seed() adds a Python-level call that
+# costs a quarter of the seeding, and with an int argument does nothing else but clear gauss_next.
+_seed_python = _random.Random.seed
+_python_generator = random._inst  # the instance behind random.random(), random.shuffle(), ...
+
+
+def _index_key(index: Any) -> int:
+    if type(index) is int:
+        return index
+    if isinstance(index, (int, np.integer)):
+        return int(index)
+    # Not hash(): str hashing is salted per process, and the key must be the same in every process.
+    return zlib.crc32(repr(index).encode())
+
+
+def sample_seed(pass_seed: int, index: Any) -> int:
+    """The seed of sample ``index`` in the pass whose seed is ``pass_seed``: a 63-bit mix of both
+    (splitmix64), the same in every process.
+
+    >>> sample_seed(5, 0) == sample_seed(5, 0), sample_seed(5, 0) == sample_seed(5, 1)
+    (True, False)
+    """
+    value = (pass_seed + (_index_key(index) + 1) * _GOLDEN) & _MASK64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (value ^ (value >> 31)) >> 1
+
+
+def _seed_generators(seed: int) -> None:
+    _seed_python(_python_generator, seed)
+    _python_generator.gauss_next = None
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.default_generator.manual_seed(seed)
+
+
+class SeededSamples(Dataset):
+    """A map-style dataset read with keys ``(pass_seed, index)``: it seeds the global generators from
+    ``sample_seed(pass_seed, index)`` and returns ``dataset[index]``. ``len()`` is the dataset's,
+    and other attributes are read from the dataset (``loader.dataset.classes`` still works)."""
+
+    # None, not a method: the DataLoader then fetches sample by sample, each with its own seeding,
+    # even when the wrapped dataset has a __getitems__ of its own (which __getattr__ would expose).
+    __getitems__ = None
+
+    def __init__(self, dataset: Any) -> None:
+        if isinstance(dataset, SeededSamples):
+            dataset = dataset.dataset
+        if not callable(getattr(dataset, "__getitem__", None)):
+            raise TypeError(
+                f"dataset should be a map-style dataset (with __getitem__), got {dataset!r} of type "
+                f"{type(dataset).__name__}"
+            )
+        self.dataset = dataset
+
+    def __getitem__(self, key: tuple[int, Any]) -> Any:
+        pass_seed, index = key
+        _seed_generators(sample_seed(pass_seed, index))
+        return self.dataset[index]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes this object lacks; "dataset" itself is missing while unpickling
+        # (in a DataLoader worker), before __dict__ is filled.
+        if name == "dataset" or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __repr__(self) -> str:
+        return f"SeededSamples({self.dataset!r})"
