@@ -79,7 +79,7 @@ from torch.utils.data.sampler import (
 
 from nbengine.engine.engine import Engine
 from nbengine.engine.events import Events, State
-from nbengine.engine.sample_seeding import SeededSamples
+from nbengine.engine.sample_seeding import SampleKey, SeededSamples
 from nbengine.utils.seed import (
     check_rng_states,
     derive_seed,
@@ -263,7 +263,7 @@ class ReproducibleBatchSampler(BatchSampler):
         self.start_iteration = start_iteration
         self.seed = seed
         self.epoch = 0
-        # Set by _per_sample_seeded_loader: batches are then of keys (pass seed, index) for SeededSamples.
+        # Set by _per_sample_seeded_loader: batches are then of SampleKey(pass seed, index), for SeededSamples.
         self.seeds_samples = False
         self._cached: tuple[int, int, list] | None = None
         self._chain = _sampler_chain(batch_sampler)
@@ -384,7 +384,7 @@ class ReproducibleBatchSampler(BatchSampler):
             yield from itertools.islice(batches, start, None)
             return
         for batch in itertools.islice(batches, start, None):
-            yield [(pass_seed, index) for index in batch]
+            yield [SampleKey(pass_seed, index) for index in batch]
 
     def __len__(self) -> int:
         return len(self.batch_sampler)

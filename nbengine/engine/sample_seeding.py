@@ -4,9 +4,9 @@ who builds it.
 
 This module owns the sample keys and the dataset wrapper that turns them into seeded fetches. A
 ``ReproducibleBatchSampler`` with ``seeds_samples`` set yields, instead of plain indices, keys
-``(pass_seed, index)``, where ``pass_seed`` is derived from ``(seed, pass)``; ``SeededSamples``
+``SampleKey(pass_seed, index)``, where ``pass_seed`` is derived from ``(seed, pass)``; ``SeededSamples``
 (the loader's dataset) seeds Python's ``random``, numpy's global generator and torch's CPU generator
-from ``(pass_seed, index)`` and then builds ``dataset[index]``. Whatever process builds the sample (a
+from them and then builds ``dataset[index]``. Whatever process builds the sample (a
 worker, which worker, the main process when ``num_workers=0``), however many workers there are, and
 wherever the run was resumed, sample ``index`` of pass ``p`` draws the same numbers.
 
@@ -21,14 +21,14 @@ not used: samples are built one by one.
 
 >>> import random
 >>> import torch
->>> from torch.utils.data import Dataset
+>>> from torch.utils.data import Dataset, get_worker_info
 >>> class Noisy(Dataset):
 ...     def __len__(self):
 ...         return 4
 ...     def __getitem__(self, index):
 ...         return index + torch.rand(1).item() + random.random()
 >>> samples = SeededSamples(Noisy())
->>> samples[(7, 2)] == samples[(7, 2)] and samples[(7, 2)] != samples[(8, 2)]
+>>> samples[SampleKey(7, 2)] == samples[SampleKey(7, 2)] != samples[SampleKey(8, 2)]
 True
 >>> len(samples), samples.dataset.__class__.__name__
 (4, 'Noisy')
@@ -39,13 +39,13 @@ from __future__ import annotations
 import _random
 import random
 import zlib
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
-__all__ = ["SeededSamples", "sample_seed"]
+__all__ = ["SampleKey", "SeededSamples", "sample_seed"]
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -85,10 +85,27 @@ def _seed_generators(seed: int) -> None:
     torch.default_generator.manual_seed(seed)
 
 
+class SampleKey(NamedTuple):
+    """What a sample-seeding ``ReproducibleBatchSampler`` yields in place of an index."""
+
+    pass_seed: int
+    index: Any
+
+
 class SeededSamples(Dataset):
-    """A map-style dataset read with keys ``(pass_seed, index)``: it seeds the global generators from
-    ``sample_seed(pass_seed, index)`` and returns ``dataset[index]``. ``len()`` is the dataset's,
-    and other attributes are read from the dataset (``loader.dataset.classes`` still works)."""
+    """A map-style dataset that seeds the global generators before building each sample, then returns
+    ``dataset[index]``.
+
+    Read with a ``SampleKey(pass_seed, index)`` (what the DeterministicEngine's sampler yields), it
+    seeds from ``sample_seed(pass_seed, index)``. Read with a plain index inside a DataLoader worker
+    (a loader built by hand, e.g. ``StatefulDataLoader(SeededSamples(dataset), num_workers=2)``), it
+    seeds from the iterator's base seed and the index: the base seed is drawn from the loader's
+    ``generator`` once per pass and is the same in every worker, and torchdata's
+    ``StatefulDataLoader`` restores it with its state, so a resumed pass draws what it drew. A plain
+    index in the main process is built unseeded.
+
+    ``len()`` is the dataset's, and other attributes are read from the dataset
+    (``loader.dataset.classes`` still works)."""
 
     # None, not a method: the DataLoader then fetches sample by sample, each with its own seeding,
     # even when the wrapped dataset has a __getitems__ of its own (which __getattr__ would expose).
@@ -104,8 +121,15 @@ class SeededSamples(Dataset):
             )
         self.dataset = dataset
 
-    def __getitem__(self, key: tuple[int, Any]) -> Any:
-        pass_seed, index = key
+    def __getitem__(self, key: Any) -> Any:
+        if type(key) is SampleKey:
+            pass_seed, index = key
+        else:
+            index = key
+            worker = get_worker_info()
+            if worker is None:
+                return self.dataset[index]  # a plain index in the main process: nothing to seed from
+            pass_seed = worker.seed - worker.id  # the iterator's base seed, the same in every worker
         _seed_generators(sample_seed(pass_seed, index))
         return self.dataset[index]
 
