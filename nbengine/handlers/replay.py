@@ -84,6 +84,14 @@ _IN_EPOCH_EVENTS = frozenset(
 _BUILTIN_EVENTS = frozenset(event.name for event in Events)
 _SNAPSHOT_KEYS = ("epoch", "engine", "objects", "trace")
 _TRACE_KEYS = ("iterations", "fingerprints", "values", "names")
+# Optional in a trace: "partial" (True for an epoch saved before it completed; the records after the
+# save are added from the History when it completes or is replayed) and "notes" (see ``_NOTE_TEXT``).
+_OPTIONAL_TRACE_KEYS = ("partial", "notes")
+# What the notes a CellGuard leaves in ``trainer.state.rng_notes`` say in a report.
+_NOTE_TEXT = {
+    "cell": "shared the generators with a cell from iteration {}",
+    "outside": "disturbed from outside at iteration {}",
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,9 @@ class ReplayReport:
     #: The replay's records, and the recorded run's records of the same epoch.
     replayed: HistorySnapshot
     reference: HistorySnapshot
+    #: ``(iteration, kind)`` for each place where the recorded epoch may not have been exact: "cell"
+    #: (from that iteration it shared the generators with a notebook cell) or "outside".
+    notes: tuple[tuple[int, str], ...] = ()
 
     @property
     def reproduced(self) -> bool:
@@ -137,7 +148,15 @@ class ReplayReport:
                 else "not every iteration could be compared"
             )
         )
-        return f"{head}; {batches}; {outputs} (max |diff| {self.max_abs_diff}); {verdict}"
+        noted = [_NOTE_TEXT.get(kind, kind + " at iteration {}").format(iteration) for iteration, kind in self.notes]
+        if noted and self.first_divergent_iteration is not None:
+            # The recorded run was not exact from the noted iteration on: that, not the replay, is to blame.
+            earliest = min(iteration for iteration, _ in self.notes)
+            if earliest <= self.first_divergent_iteration:
+                verdict = f"the recorded run {'; '.join(noted)}"
+                noted = []
+        tail = "".join(f"; the recorded run {text}" for text in noted)
+        return f"{head}; {batches}; {outputs} (max |diff| {self.max_abs_diff}); {verdict}{tail}"
 
 
 def _has_state_dict(obj: Any) -> bool:
@@ -189,13 +208,42 @@ def _trace_snapshot(trace: Mapping, epoch: int) -> HistorySnapshot:
     )
 
 
-def _trace_of(records: HistorySnapshot) -> dict[str, Any]:
-    return {
+def _trace_of(records: HistorySnapshot, notes: list | tuple = (), partial: bool = False) -> dict[str, Any]:
+    trace = {
         "iterations": torch.from_numpy(records.iterations.copy()),
         "fingerprints": torch.from_numpy(records.fingerprints.copy()),
         "values": torch.from_numpy(np.ascontiguousarray(records.values, dtype=np.float64)),
         "names": list(records.names),
+        "notes": [[int(iteration), str(kind)] for iteration, kind in notes],
     }
+    if partial:
+        trace["partial"] = True
+    return trace
+
+
+def _merged(first: HistorySnapshot, later: HistorySnapshot) -> HistorySnapshot:
+    """The records of both, one per iteration (``later``'s where both have it), in iteration order."""
+    if not len(later):
+        return first
+    if not len(first):
+        return later
+    if first.names != later.names:
+        raise ValueError(
+            f"the checkpoint's records of this epoch have output series {list(first.names)}, the History "
+            f"records {list(later.names)}"
+        )
+    keep = ~np.isin(first.iterations, later.iterations)
+    iterations = np.concatenate((first.iterations[keep], later.iterations))
+    order = np.argsort(iterations, kind="stable")
+    return HistorySnapshot(
+        version=later.version,
+        names=later.names,
+        runs=np.concatenate((first.runs[keep], later.runs))[order],
+        epochs=np.concatenate((first.epochs[keep], later.epochs))[order],
+        iterations=iterations[order],
+        fingerprints=np.concatenate((first.fingerprints[keep], later.fingerprints))[order],
+        values=np.concatenate((first.values[keep], later.values))[order],
+    )
 
 
 class EpochReplay:
@@ -302,14 +350,43 @@ class EpochReplay:
         with self._lock:
             snapshot = self._snapshots.get(epoch)
         if snapshot is not None:
-            snapshot["trace"] = _trace_of(self._history.epoch_records(epoch))
+            records, notes = self._epoch_trace(snapshot)
+            snapshot["trace"] = _trace_of(records, notes)
+
+    def _epoch_trace(self, snapshot: Mapping[str, Any]) -> tuple[HistorySnapshot, list]:
+        """What was recorded of the snapshot's epoch, and its notes: the stored trace when complete;
+        else the part a checkpoint brought (if any) followed by what the History holds, and the
+        notes the trainer's CellGuard left for the epoch."""
+        epoch = int(snapshot["epoch"])
+        trace = snapshot["trace"]
+        if trace is not None and not trace.get("partial"):
+            return _trace_snapshot(trace, epoch), [tuple(note) for note in trace.get("notes", ())]
+        records = self._history.epoch_records(epoch)
+        notes = [
+            (int(iteration), str(kind))
+            for noted_epoch, iteration, kind in getattr(self._trainer.state, "rng_notes", ())
+            if noted_epoch == epoch
+        ]
+        if trace is not None:
+            records = _merged(_trace_snapshot(trace, epoch), records)
+            notes = [tuple(note) for note in trace.get("notes", ()) if tuple(note) not in notes] + notes
+        return records, notes
 
     # ------------------------------------------------------------------ checkpoints
 
     def state_dict(self) -> dict[str, Any]:
         """The snapshots held, as plain types and tensors (``torch.load(weights_only=True)`` reads them)."""
         with self._lock:
-            return {"keep_last": self._keep_last, "snapshots": list(self._snapshots.values())}
+            snapshots = list(self._snapshots.values())
+        # An epoch under way carries what was recorded of it so far: a replay after loading the
+        # checkpoint in a new process compares every iteration of the epoch.
+        carried = []
+        for snapshot in snapshots:
+            if snapshot["trace"] is None or snapshot["trace"].get("partial"):
+                records, notes = self._epoch_trace(snapshot)
+                snapshot = {**snapshot, "trace": _trace_of(records, notes, partial=True)}
+            carried.append(snapshot)
+        return {"keep_last": self._keep_last, "snapshots": carried}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Replace the snapshots held by those of ``state_dict`` (the last ``keep_last`` of them)."""
@@ -338,8 +415,13 @@ class EpochReplay:
                     f"but this EpochReplay snapshots {sorted(self._objects)}"
                 )
             trace = snapshot["trace"]
-            if trace is not None and (not isinstance(trace, Mapping) or set(trace) != set(_TRACE_KEYS)):
-                raise ValueError(f"{where}['trace'] should be None or a dict with keys {list(_TRACE_KEYS)}")
+            if trace is not None and (
+                not isinstance(trace, Mapping) or set(trace) - set(_OPTIONAL_TRACE_KEYS) != set(_TRACE_KEYS)
+            ):
+                raise ValueError(
+                    f"{where}['trace'] should be None or a dict with keys {list(_TRACE_KEYS)} (and optionally "
+                    f"{list(_OPTIONAL_TRACE_KEYS)})"
+                )
             checked.append(dict(snapshot))
         with self._lock:
             self._snapshots.clear()
@@ -398,11 +480,7 @@ class EpochReplay:
         epoch = int(snapshot["epoch"])
         engine_state = snapshot["engine"]
         epoch_length = int(engine_state["epoch_length"])
-        reference = (
-            _trace_snapshot(snapshot["trace"], epoch)
-            if snapshot["trace"] is not None
-            else self._history.epoch_records(epoch)
-        )
+        reference, notes = self._epoch_trace(snapshot)
         live = self._capture_live()
         continued = False
         try:
@@ -467,6 +545,7 @@ class EpochReplay:
             skipped_handlers=tuple(skipped),
             replayed=replayed,
             reference=reference,
+            notes=tuple(notes),
         )
 
     def _handler_filter(self, matched: list[bool], skipped: list[str]) -> Callable[[str, Callable], bool]:

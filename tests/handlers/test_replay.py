@@ -450,3 +450,54 @@ def test_a_shared_history_is_used_instead_of_an_own_one():
     report = replay.replay_epoch(2)
     assert report.reproduced and report.replayed.values[:, 0].tolist() == history.snapshot().values[4:, 0].tolist()
     assert report.skipped_handlers == ()
+
+
+def _child(*args: str) -> str:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    child = Path(__file__).with_name("_replay_child.py")
+    done = subprocess.run(
+        [sys.executable, str(child), *args], capture_output=True, text=True, timeout=240, cwd=child.parents[2]
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.mark.timeout(600)
+def test_replay_after_a_mid_epoch_checkpoint_in_a_new_process_compares_every_iteration(tmp_path):
+    import json
+
+    path = str(tmp_path / "mid_epoch.pt")
+    _child("save", path)
+    report = json.loads(_child("resume", path).strip().splitlines()[-1])
+    assert (report["iterations"], report["compared"], report["reproduced"]) == (5, 5, True), report["text"]
+
+
+@pytest.mark.parametrize(
+    "notes, ending",
+    [
+        # Noted before the divergence: the recorded run is blamed, not the iteration.
+        ([(2, 7, "outside")], "; the recorded run disturbed from outside at iteration 7"),
+        (
+            [(2, 6, "cell"), (2, 9, "outside")],
+            "; the recorded run shared the generators with a cell from iteration 6; disturbed from outside at iteration 9",
+        ),
+        # Noted after it: the divergence is reported, the notes after it.
+        (
+            [(2, 9, "cell")],
+            "; first divergence at iteration 7; the recorded run shared the generators with a cell from iteration 9",
+        ),
+    ],
+)
+def test_a_replay_report_names_what_the_notes_say(notes, ending):
+    setup = Setup()
+    setup.trainer.run(setup.loader, max_epochs=2)
+    # As a CellGuard leaves them; epoch 2's trace is taken from them at EPOCH_COMPLETED.
+    setup.trainer.state.rng_notes = [(1, 2, "cell"), *notes]
+    setup.replay._snapshots[2]["trace"] = None
+    report = setup.replay.replay_epoch(2, modify=lambda: setup.optimizer.param_groups[0].update(lr=0.5))
+    assert report.notes == tuple((iteration, kind) for _, iteration, kind in notes)
+    assert report.first_divergent_iteration == 7
+    assert str(report).endswith(ending)
