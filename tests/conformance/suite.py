@@ -156,7 +156,7 @@ def run_group(name: str, extra_args: list[str] | None = None, timeout: float = 3
         command = [
             sys.executable, "-m", "pytest", *paths, "-p", "nbengine_ignite_alias", "-p", "no:cacheprovider",
             "-o", "addopts=", "-m", _MARKERS, "-q", "--no-header", "-rN", "--color=no",
-            "--timeout=180", *(extra_args or []),
+            "--timeout=180", "--continue-on-collection-errors", *(extra_args or []),
         ]
         finished = subprocess.run(
             command, cwd=tree, env=env, timeout=timeout, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
