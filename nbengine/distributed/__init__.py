@@ -12,6 +12,9 @@ torch.distributed (gloo on CPU, NCCL on GPU). ``import nbengine`` does not impor
 """
 
 from nbengine.distributed import utils
+from nbengine.distributed.checkpoint import RankStates
+from nbengine.distributed.control import DistributedControl, RankFailedError
+from nbengine.distributed.commands import CommandLog
 from nbengine.distributed.auto import DistributedProxySampler, ShardedSampler, auto_dataloader, auto_model, auto_optim
 from nbengine.distributed.launcher import Parallel, spawn
 from nbengine.distributed.utils import (
@@ -45,7 +48,11 @@ from nbengine.distributed.utils import (
 )
 
 __all__ = [
+    "CommandLog",
+    "DistributedControl",
     "DistributedProxySampler",
+    "RankFailedError",
+    "RankStates",
     "Parallel",
     "ShardedSampler",
     "all_gather",

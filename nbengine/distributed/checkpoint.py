@@ -1,0 +1,61 @@
+"""``RankStates``: every rank's engine state (iteration, seed, RNG states, data position) in one checkpoint entry.
+
+Under DDP the model and the optimizer are the same on every rank and rank 0 writes them; what differs
+between ranks is the engine's state: each rank has its own RNG states and its own share of the data.
+Put a ``RankStates(trainer)`` in a :class:`~nbengine.handlers.Checkpoint`'s ``to_save`` next to the model
+and the optimizer: its ``state_dict()`` gathers the state of every rank (a collective, so the checkpoint
+must be taken on every rank at the same boundary, as :class:`~nbengine.distributed.DistributedControl`
+does), and its ``load_state_dict()`` gives each rank its own state back.
+
+Resuming on another world size is refused: a rank's data position and RNG states belong to one shard of
+one world size, and no re-sharding of a mid-epoch position reproduces the uninterrupted run.
+
+>>> from nbengine.engine import DeterministicEngine
+>>> trainer = DeterministicEngine(lambda engine, batch: None, seed=3)
+>>> _ = trainer.run(range(4), max_epochs=1)
+>>> saved = RankStates(trainer).state_dict()
+>>> saved["world_size"], len(saved["ranks"]), saved["ranks"][0]["iteration"]
+(1, 1, 4)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nbengine.distributed import utils as idist
+from nbengine.engine import Engine
+
+__all__ = ["RankStates"]
+
+
+class RankStates:
+    """Checkpoint entry holding ``engine.state_dict()`` of every rank of the job."""
+
+    def __init__(self, engine: Engine) -> None:
+        if not isinstance(engine, Engine):
+            raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
+        self.engine = engine
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"world_size": W, "ranks": [state of rank 0, ..., state of rank W-1]}`` (collective)."""
+        own = dict(self.engine.state_dict())
+        ranks = idist.all_gather(own) if idist.get_world_size() > 1 else [own]
+        return {"world_size": idist.get_world_size(), "ranks": list(ranks)}
+
+    def load_state_dict(self, state_dict: Mapping) -> None:
+        """Load this rank's entry into the engine; refuses a checkpoint of another world size."""
+        if not isinstance(state_dict, Mapping) or "world_size" not in state_dict or "ranks" not in state_dict:
+            raise ValueError(
+                "state_dict should be what RankStates.state_dict() returned, with keys 'world_size' and 'ranks', "
+                f"got {type(state_dict).__name__} with keys {list(state_dict) if isinstance(state_dict, Mapping) else None}"
+            )
+        saved_size, size = int(state_dict["world_size"]), idist.get_world_size()
+        if saved_size != size:
+            raise ValueError(
+                f"this checkpoint was taken by a job of {saved_size} rank(s) and this job has {size}: each rank's "
+                "data position and RNG states belong to one shard of one world size, so resuming on another "
+                f"world size is refused; resume with {saved_size} processes (torchrun --nproc_per_node="
+                f"{saved_size} on one node), or load only the model and optimizer to start a new run"
+            )
+        self.engine.load_state_dict(state_dict["ranks"][idist.get_rank()])

@@ -1,0 +1,387 @@
+"""Collective control: pause, step, resume, stop, save and Ctrl-C act on every rank at the same boundary.
+
+A DDP run may only pause where every rank pauses: a rank that stops one iteration early leaves the
+others blocked in the gradient all-reduce. So a request made on any rank (or by a controller through the
+job's store, see :class:`~nbengine.distributed.commands.CommandLog`) is never acted on where it is made.
+It is appended to the job's command log, and the ranks *agree* on how far the log reaches:
+
+- every ``every`` iterations (at ITERATION_COMPLETED) each rank launches an asynchronous MAX all-reduce,
+  on a gloo group of its own, of two numbers: the length of the log it knows of, and whether it got
+  SIGINT. It waits for the all-reduce it launched ``every`` iterations earlier, which has long finished,
+  so the per-iteration cost is one launch; every rank gets the same two numbers at the same iteration;
+- the requests up to that length are then applied on every rank at that boundary: ``save`` runs the
+  checkpoint at the boundary (after the event's other handlers), ``stop`` terminates the run there, and
+  ``pause``, ``step`` and an agreed interrupt pause it there;
+- while paused, every rank reads the following requests from the log, in order, and applies them
+  (``step`` steps the engine the same way on every rank), so no rank ever waits in a collective that
+  another rank will not enter.
+
+Ctrl-C (SIGINT, which ``torchrun`` forwards to every rank) is a lossless pause of the whole job: every
+rank pauses at the same boundary and :meth:`DistributedControl.run` raises ``KeyboardInterrupt`` there,
+once; calling ``run()`` again continues. A second SIGINT before that boundary raises at once.
+
+The engine is driven in its background thread (``start``/``resume``), so that SIGINT reaches this
+component on the main thread rather than the engine's own per-process handler.
+
+A rank that fails reports it in the store and destroys its process group, so that the other ranks' next
+collective fails instead of waiting; they stop with a :class:`RankFailedError` naming the failed rank.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from nbengine.distributed import utils as idist
+from nbengine.distributed.commands import CommandLog
+from nbengine.engine import PAUSED, Engine, Events, State
+
+__all__ = ["DistributedControl", "RankFailedError"]
+
+_POLL_SECONDS = 0.2
+
+
+class RankFailedError(RuntimeError):
+    """Another rank of the job failed, so this one stopped."""
+
+
+class _Agreement:
+    """The asynchronous MAX all-reduce of (log length, interrupt) that the ranks agree through."""
+
+    def __init__(self, group: Any) -> None:
+        self._group = group
+        self._work: Any = None
+        self._flags: torch.Tensor | None = None
+
+    def launch(self, known: int, interrupt: bool) -> None:
+        flags = torch.tensor([known, int(interrupt)], dtype=torch.int64)
+        if self._group is None:
+            self._flags, self._work = flags, None
+            return
+        self._flags = flags
+        self._work = dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=self._group, async_op=True)
+
+    def collect(self) -> tuple[int, bool] | None:
+        """The agreed values of the last launch (waiting for it), or None when nothing was launched."""
+        flags = self._flags
+        if flags is None:
+            return None
+        if self._work is not None:
+            self._work.wait()
+        self._flags = self._work = None
+        return int(flags[0]), bool(flags[1])
+
+
+class DistributedControl:
+    """Collective pause / step / resume / stop / save for ``engine`` on every rank of a torch.distributed job.
+
+    Create it on every rank (it runs collectives), then drive the run with :meth:`run` on every rank.
+    Requests (:meth:`pause`, :meth:`step`, :meth:`resume`, :meth:`stop`, :meth:`save`) may be made on any
+    rank, from any thread, or by a controller holding the job's :class:`CommandLog` (``control.log``).
+
+    Args:
+        engine: the trainer, the same on every rank.
+        every: agree every ``every`` iterations (1 by default); a request takes effect within
+            ``2 * every`` iterations.
+        checkpoint: ``fn(engine)`` run on every rank for a ``save`` request (e.g. a
+            :class:`~nbengine.handlers.Checkpoint` over :class:`~nbengine.distributed.RankStates`).
+        when_paused: ``"wait"`` (default): while paused, :meth:`run` waits for the next request;
+            ``"return"``: :meth:`run` returns the state, as ``Engine.run`` does.
+        store: the store of the command log; by default a connection to the job's
+            (``MASTER_ADDR``/``MASTER_PORT``), or an in-memory one on a single process.
+    """
+
+    def __init__(self, engine: Engine, *, every: int = 1, checkpoint: Callable[[Engine], Any] | None = None,
+                 when_paused: str = "wait", store: dist.Store | None = None) -> None:
+        if not isinstance(engine, Engine):
+            raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"every should be a positive number of iterations, got {every!r}")
+        if checkpoint is not None and not callable(checkpoint):
+            raise TypeError(f"checkpoint should be a callable fn(engine) or None, got {checkpoint!r}")
+        if when_paused not in ("wait", "return"):
+            raise ValueError(f"when_paused should be 'wait' or 'return', got {when_paused!r}")
+        self.engine = engine
+        self.every = every
+        self.checkpoint = checkpoint
+        self.when_paused = when_paused
+        self.rank = idist.get_rank()
+        self.world_size = idist.get_world_size()
+        distributed = idist.model_name() == "native-dist"
+        self.log = CommandLog(store if store is not None else _job_store(distributed), _agreed_run_id(distributed))
+        if self.rank == 0:
+            self.log.announce()
+        self._agreement = _Agreement(dist.new_group(backend="gloo") if distributed else None)
+        self._known = 0
+        self._applied = 0
+        self._sigint = False
+        self._interrupt_due = False
+        self._stepping = False
+        self._commands: dict[int, dict] = {}
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._at_iteration_completed)
+
+    # ------------------------------------------------------------------ requests (any rank, any thread)
+
+    def _request(self, kind: str, **arguments: Any) -> int:
+        seq = self.log.post(kind, **arguments)
+        self._known = max(self._known, seq)
+        return seq
+
+    def pause(self) -> int:
+        """Ask every rank to pause at the same boundary. Returns the request's number in the log."""
+        return self._request("pause")
+
+    def resume(self) -> int:
+        """Ask a paused job to run on to the end."""
+        return self._request("resume")
+
+    def step(self, n: int | None = None, *, until: Any = None, events: int | None = None) -> int:
+        """Ask every rank to step as ``Engine.step`` does (``n`` iterations, ``until`` an event given by
+        name or ``Events`` member, or ``events`` events); a running job pauses first, then steps."""
+        given = [name for name, value in (("n", n), ("until", until), ("events", events)) if value is not None]
+        if len(given) > 1:
+            raise ValueError(f"step() takes one of n=, until= or events=, got {', '.join(given)}")
+        for name, value in (("n", n), ("events", events)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"{name} should be a positive integer, got {value!r}")
+        name = getattr(until, "name", until)
+        if until is not None and not (isinstance(name, str) and isinstance(getattr(Events, name, None), Events)):
+            raise ValueError(f"until should be an Events member or its name, got {until!r}")
+        return self._request("step", n=n, until=name, events=events)
+
+    @property
+    def interrupt_pending(self) -> bool:
+        """True from a SIGINT on this rank until the job agrees on it."""
+        return self._sigint
+
+    def stop(self) -> int:
+        """Ask every rank to end the run at the same boundary."""
+        return self._request("stop")
+
+    def save(self) -> int:
+        """Ask every rank to run the checkpoint at the same boundary."""
+        if self.checkpoint is None:
+            raise RuntimeError("save() needs a checkpoint: pass checkpoint=fn(engine) to DistributedControl")
+        return self._request("save")
+
+    # ------------------------------------------------------------------ the agreement (training thread)
+
+    def _at_iteration_completed(self, engine: Engine) -> None:
+        if engine.state.iteration % self.every:
+            return
+        agreed = self._agreement.collect()
+        if agreed is not None and self._apply_while_running(*agreed):
+            return
+        self._agreement.launch(self._known, self._sigint)
+
+    def _apply_while_running(self, length: int, interrupt: bool) -> bool:
+        """Apply the agreed requests at this boundary; True when the run stops or pauses here.
+
+        Requests apply in log order. A step or resume waits for the step under way to end (the paused
+        loop applies it); during an open-ended stretch a step pauses the run first."""
+        self._known = max(self._known, length)
+        while self._applied < length:
+            kind = self._command(self._applied + 1)["kind"]
+            if kind in ("step", "resume") and self._stepping:
+                break
+            if kind == "save":
+                self.engine.call_at_boundary(self._save)
+            elif kind == "stop":
+                self._applied += 1
+                self.engine.terminate()
+                return True
+            elif kind in ("pause", "step", "interrupt"):
+                if kind != "step":  # a step is applied by the paused loop
+                    self._applied += 1
+                self._interrupt_due = kind == "interrupt"
+                self.engine.pause()
+                return True
+            self._applied += 1
+        if interrupt:
+            self._sigint = False
+            self._interrupt_due = True
+            self.engine.pause()
+            return True
+        return False
+
+    def _command(self, seq: int) -> dict:
+        """Request ``seq`` of the log, read from the store once."""
+        if seq not in self._commands:
+            for done in [key for key in self._commands if key <= self._applied]:
+                del self._commands[done]
+            self._commands[seq] = self.log.read(seq)
+        return self._commands[seq]
+
+    def _save(self) -> None:
+        if self.checkpoint is None:
+            raise RuntimeError("a save was requested but this rank's DistributedControl has no checkpoint")
+        self.checkpoint(self.engine)
+
+    # ------------------------------------------------------------------ driving (main thread, every rank)
+
+    def run(self, data: Iterable | None = None, max_epochs: int | None = None, epoch_length: int | None = None,
+            max_iters: int | None = None) -> State:
+        """Drive the run on this rank until it ends (``when_paused="wait"``) or pauses (``"return"``).
+
+        Call it on every rank with the same arguments. Raises ``KeyboardInterrupt`` on every rank when the
+        job was paused by Ctrl-C, and :class:`RankFailedError` when another rank failed.
+        """
+        previous = _install_sigint(self._on_sigint)
+        try:
+            self._stepping = False
+            self._guard(lambda: self.engine.start(data, max_epochs, epoch_length, max_iters))
+            while True:
+                self._guard(self._await_engine)
+                if self.engine.status != PAUSED:
+                    return self.engine.state
+                self._publish_status()
+                if self._interrupt_due:
+                    self._interrupt_due = False
+                    raise KeyboardInterrupt(
+                        f"job paused by interrupt on every rank at epoch {self.engine.state.epoch}, iteration "
+                        f"{self.engine.state.iteration}; call run() on every rank to continue"
+                    )
+                if self.when_paused == "return":
+                    return self.engine.state
+                self._guard(self._serve_paused)
+        finally:
+            _restore_sigint(previous)
+
+    def _await_engine(self) -> None:
+        while True:
+            try:
+                self.engine.wait(timeout=_POLL_SECONDS)
+            except TimeoutError:
+                if self.rank == 0:
+                    self._known = max(self._known, self.log.count())
+                continue
+            break
+        self._flush_agreement()
+
+    def _flush_agreement(self) -> None:
+        """A stretch ended with an all-reduce in flight (the run ended or stepped to its end): finish it."""
+        agreed = self._agreement.collect()
+        if agreed is not None:
+            self._known = max(self._known, agreed[0])
+            if agreed[1]:
+                self._sigint = False
+                self._interrupt_due = True
+
+    def _serve_paused(self) -> None:
+        """Apply the next request of the log on this paused rank (every rank reads the same one)."""
+        seq = self._applied + 1
+        while not self.log.wait_for(seq, _POLL_SECONDS):
+            if self._sigint:
+                self._sigint = False
+                self._request("interrupt")
+            failed = self.log.failures(self.world_size)
+            if failed:
+                raise RankFailedError(_failure_text(failed, self.rank))
+        command = self._command(seq)
+        self._applied = seq
+        kind = command["kind"]
+        self._stepping = kind == "step"
+        if kind == "step":
+            until = command.get("until")
+            self.engine.resume(command.get("n"), until=getattr(Events, until) if until else None,
+                               events=command.get("events"))
+        elif kind == "resume":
+            self.engine.resume()
+        elif kind == "save":
+            self._save()
+        elif kind == "stop":
+            self.engine.stop()
+        elif kind == "interrupt":
+            self._interrupt_due = True
+
+    def _publish_status(self) -> None:
+        state = self.engine.state
+        self.log.report_status(self.rank, status=self.engine.status, epoch=state.epoch, iteration=state.iteration)
+
+    # ------------------------------------------------------------------ failures
+
+    def _guard(self, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except (KeyboardInterrupt, RankFailedError):
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    def _fail(self, exc: BaseException) -> None:
+        """Report this rank's failure, then leave the process group so that no rank waits for this one."""
+        failed = {}
+        if _is_collective_error(exc):
+            failed = self._wait_for_failure_reports()
+        if failed and self.rank not in failed:
+            raise RankFailedError(_failure_text(failed, self.rank)) from exc
+        state = self.engine.state
+        self.log.report_failure(self.rank, f"{exc!r} at epoch {state.epoch}, iteration {state.iteration}")
+        if idist.model_name() == "native-dist":
+            dist.destroy_process_group()
+
+    def _wait_for_failure_reports(self) -> dict[int, str]:
+        for _ in range(25):
+            try:
+                failed = self.log.failures(self.world_size)
+            except (RuntimeError, OSError):  # the store went away with the rank that hosted it
+                return {}
+            if failed:
+                return failed
+            threading.Event().wait(_POLL_SECONDS)
+        return {}
+
+    # ------------------------------------------------------------------ SIGINT
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if self._sigint:
+            raise KeyboardInterrupt
+        self._sigint = True
+
+
+def _failure_text(failed: dict[int, str], rank: int) -> str:
+    reports = "; ".join(f"rank {r} failed: {text}" for r, text in sorted(failed.items()))
+    return f"rank {rank} stopped because another rank of the job failed ({reports})"
+
+
+def _is_collective_error(exc: BaseException) -> bool:
+    """Errors a collective raises when a peer went away (gloo: "Connection closed by peer", ...)."""
+    text = str(exc).lower()
+    return isinstance(exc, dist.DistError) or (
+        isinstance(exc, RuntimeError) and any(word in text for word in ("gloo", "connection", "peer", "nccl"))
+    )
+
+
+def _job_store(distributed: bool) -> dist.Store:
+    if not distributed:
+        return dist.HashStore()
+    import os
+    from datetime import timedelta
+
+    return dist.TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ["MASTER_PORT"]),
+                         is_master=False, timeout=timedelta(seconds=300))
+
+
+def _agreed_run_id(distributed: bool) -> str:
+    box = [uuid.uuid4().hex]
+    if distributed:
+        dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _install_sigint(handler: Callable) -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _restore_sigint(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
