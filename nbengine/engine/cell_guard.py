@@ -175,6 +175,8 @@ class CellGuard:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        if self._depth == 0:
+            return  # IPython: the end of the cell that installed the hooks, whose start was not seen
         self._depth -= 1
         if self._depth:
             return

@@ -1,0 +1,83 @@
+"""The user's cells beside a background run, in a real Jupyter kernel (ipykernel over the protocol):
+cells draw random numbers and read the weights while a run with Dropout trains; every epoch then
+replays exactly and the final weights are those of a run with no cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.widgets._kernel import Kernel
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.timeout(600)
+
+SETUP = """
+import time
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+from nbengine.engine.deterministic import DeterministicEngine
+from nbengine.handlers import EpochReplay
+from nbengine.notebook_cells import install_cell_hooks
+
+torch.set_num_threads(1)
+mid_step = []
+
+def build():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(32, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    generator = torch.Generator().manual_seed(1)
+    data = TensorDataset(torch.randn(240, 8, generator=generator), torch.randint(0, 3, (240,), generator=generator))
+
+    def step(engine, batch):
+        # Slow enough for cells to run between steps; the flag shows a cell a half-done update.
+        x, y = batch
+        mid_step.append(True)
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        time.sleep(0.01)
+        optimizer.step()
+        mid_step.pop()
+        return loss.item()
+
+    return model, optimizer, DeterministicEngine(step, seed=5), DataLoader(data, batch_size=8, shuffle=True)
+
+model, optimizer, trainer, loader = build()
+replay = EpochReplay(trainer, {"model": model, "optimizer": optimizer}, keep_last=3)
+remove_hooks = install_cell_hooks(trainer, patience=1.5)
+"""
+
+CELL = """
+seen = (trainer.status, trainer.state.iteration, torch.rand(3).tolist(), [p.sum().item() for p in model.parameters()])
+assert not mid_step
+draws.append(seen)
+"""
+
+
+def test_cells_beside_a_background_run_leave_every_epoch_replayable_and_the_weights_exact():
+    kernel = Kernel(cwd=str(REPO))
+    try:
+        kernel.execute(SETUP)
+        kernel.execute("draws = []\ntrainer.start(loader, max_epochs=3)")
+        for _ in range(12):
+            kernel.execute(CELL)
+        # A cell that polls the training until it ends: it outlasts the patience, so the training goes on.
+        kernel.execute(
+            "while trainer.status == 'running':\n    time.sleep(0.02)\ntrainer.wait()", timeout=300
+        )
+        running_draws = kernel.value("sum(status == 'running' for status, *_ in draws)")
+        assert running_draws >= 3, "the cells should have run while the training ran"
+        assert kernel.value("len({tuple(d[2]) for d in draws}) == len(draws)")
+        reports = kernel.value("[(r.iterations, r.iterations_compared, r.reproduced, str(r)) for r in map(replay.replay_epoch, (1, 2, 3))]")
+        for iterations, compared, reproduced, text in reports:
+            assert (iterations, compared, reproduced) == (30, 30, True), text
+        kernel.execute("remove_hooks()")
+        kernel.execute("other, _, reference, reference_loader = build()\nreference.run(reference_loader, max_epochs=3)")
+        same = kernel.value("all(torch.equal(p, q) for p, q in zip(model.parameters(), other.parameters()))")
+        assert same is True
+    finally:
+        kernel.close()
