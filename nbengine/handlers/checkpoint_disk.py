@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from nbengine.handlers.checkpoint_file import (
     CheckpointError,
     CheckpointInfo,
@@ -120,6 +122,8 @@ class DiskSaver:
             default). With False the final file is written in place, and a crash can leave it torn.
         create_dir: create ``dirname`` (and its parents) when missing.
         require_empty: refuse a folder that already holds ``.pt`` files.
+        save_on_rank: in a ``torch.distributed`` job, the rank that checks the folder, writes and
+            removes files (0 by default, as in ignite); on the other ranks calls do nothing.
 
     Called as ``saver(checkpoint, filename, metadata=None)`` by
     :class:`~nbengine.handlers.Checkpoint`; ``remove(filename)`` deletes a file it saved.
@@ -131,7 +135,11 @@ class DiskSaver:
         atomic: bool = True,
         create_dir: bool = True,
         require_empty: bool = True,
+        save_on_rank: int = 0,
     ) -> None:
+        if not isinstance(save_on_rank, int) or isinstance(save_on_rank, bool) or save_on_rank < 0:
+            raise ValueError(f"save_on_rank should be a non-negative int, got {save_on_rank!r}")
+        self.save_on_rank = save_on_rank
         if not isinstance(dirname, (str, os.PathLike)):
             raise TypeError(f"dirname should be a str or os.PathLike, got {type(dirname).__name__}: {dirname!r}")
         for name, value in (("atomic", atomic), ("create_dir", create_dir), ("require_empty", require_empty)):
@@ -139,6 +147,8 @@ class DiskSaver:
                 raise TypeError(f"{name} should be True or False, got {value!r}")
         self.dirname = Path(dirname).expanduser()
         self._atomic = atomic
+        if not self._on_save_rank():
+            return
         if create_dir:
             self.dirname.mkdir(parents=True, exist_ok=True)
         if not self.dirname.is_dir():
@@ -185,6 +195,8 @@ class DiskSaver:
         reaches the caller unchanged.
         """
         path = self._path_of(filename)
+        if not self._on_save_rank():
+            return path
         if metadata is not None and not isinstance(metadata, Mapping):
             raise TypeError(f"metadata should be a mapping or None, got {type(metadata).__name__}: {metadata!r}")
         trailer = {key: _plain(key, value) for key, value in (metadata or {}).items() if key in _TRAILER_FIELDS}
@@ -216,7 +228,14 @@ class DiskSaver:
 
     def remove(self, filename: str) -> None:
         """Delete ``dirname/filename``; one already gone is not an error."""
-        self._path_of(filename).unlink(missing_ok=True)
+        path = self._path_of(filename)
+        if self._on_save_rank():
+            path.unlink(missing_ok=True)
+
+    def _on_save_rank(self) -> bool:
+        distributed = torch.distributed
+        rank = distributed.get_rank() if distributed.is_available() and distributed.is_initialized() else 0
+        return rank == self.save_on_rank
 
     def list_checkpoints(self) -> list[CheckpointInfo]:
         """Committed checkpoints in ``dirname``, newest first (see :func:`list_checkpoints`)."""
