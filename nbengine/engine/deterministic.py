@@ -427,19 +427,24 @@ def _skip(iterator: Iterator, count: int) -> Iterator:
 
 @contextmanager
 def _deterministic_settings(num_threads: int | None) -> Iterator[None]:
+    """The cuDNN flags and thread count for the run, and back afterwards. A setting the user changed
+    while the run was driven (from a cell beside a background run) is the user's: it is not put back."""
     cudnn = torch.backends.cudnn
     saved_deterministic, saved_benchmark = cudnn.deterministic, cudnn.benchmark
     threads_before = torch.get_num_threads()
     cudnn.deterministic = True
     cudnn.benchmark = False
-    if num_threads is not None and num_threads != threads_before:
-        torch.set_num_threads(num_threads)
+    threads_set = num_threads if num_threads is not None else threads_before
+    if threads_set != threads_before:
+        torch.set_num_threads(threads_set)
     try:
         yield
     finally:
-        cudnn.deterministic = saved_deterministic
-        cudnn.benchmark = saved_benchmark
-        if torch.get_num_threads() != threads_before:
+        if cudnn.deterministic is True:
+            cudnn.deterministic = saved_deterministic
+        if cudnn.benchmark is False:
+            cudnn.benchmark = saved_benchmark
+        if torch.get_num_threads() == threads_set != threads_before:
             torch.set_num_threads(threads_before)
 
 

@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from nbengine.engine import Events
 from nbengine.engine.cell_guard import CellGuard
 from nbengine.engine.deterministic import DeterministicEngine
 
@@ -130,3 +131,24 @@ def test_bad_arguments_are_refused(kwargs, message):
 def test_engine_argument_is_checked():
     with pytest.raises(TypeError, match="engine should be an nbengine Engine, got 3"):
         CellGuard(3)
+
+
+def test_process_wide_settings_changed_by_the_user_during_a_run_are_not_overwritten():
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark, torch.get_num_threads())
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True
+        model, trainer, data, epochs, _ = _training()
+
+        def user_changes(engine):
+            if engine.state.iteration == 3:
+                assert (cudnn.deterministic, cudnn.benchmark) == (True, False)  # set for the run
+                cudnn.benchmark = True  # as a user's cell might, meanwhile
+
+        trainer.add_event_handler(Events.ITERATION_COMPLETED, user_changes)
+        trainer.run(data, max_epochs=1)
+        # deterministic is put back as it was; benchmark keeps the user's change.
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before[0], before[1]
+        torch.set_num_threads(before[2])
