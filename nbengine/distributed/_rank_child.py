@@ -24,9 +24,12 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
 
 #: prctl option that delivers a signal to this process when the thread that created it exits.
 PR_SET_PDEATHSIG = 1
@@ -41,6 +44,8 @@ class RemoteFailure:
     message: str
     traceback: str
     pickled_exception: bytes | None
+    #: ``time.time()`` when the rank caught it: the launcher blames the earliest failure.
+    time: float
 
 
 def _die_with_parent(launcher_pid: int, use_pdeathsig: bool) -> None:
@@ -52,12 +57,14 @@ def _die_with_parent(launcher_pid: int, use_pdeathsig: bool) -> None:
         os._exit(1)
 
 
-def _watch_launcher(stdin: BinaryIO) -> None:
-    """Block on stdin; its end of file (or an error) means the launcher closed it or died."""
+def _watch_launcher(fd: int) -> None:
+    """Block on stdin; its end of file (or an error) means the launcher closed it or died. The raw fd
+    is read, not ``sys.stdin``: a daemon thread holding the buffered reader's lock at interpreter exit
+    is a fatal error."""
 
     def watch() -> None:
         try:
-            while stdin.read(1):
+            while os.read(fd, 1):
                 pass
         except OSError:
             # The pipe broke: the launcher is gone all the same.
@@ -75,8 +82,16 @@ def _failure(error: BaseException) -> RemoteFailure:
     except Exception:
         # An exception that cannot be pickled is still reported by its type, message and traceback.
         pickled = None
-    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    return RemoteFailure(type(error).__qualname__, str(error), text, pickled)
+    text = "".join(traceback.format_exception(type(error), error, _user_frames(error.__traceback__)))
+    return RemoteFailure(type(error).__qualname__, str(error), text, pickled, time.time())
+
+
+def _user_frames(frames: TracebackType | None) -> TracebackType | None:
+    """The traceback from the first frame that is not this module's (the launcher's own frames say
+    nothing about the failure)."""
+    while frames is not None and frames.tb_next is not None and frames.tb_frame.f_code.co_filename == __file__:
+        frames = frames.tb_next
+    return frames
 
 
 def _run(header: dict, payload: bytes) -> Any:
@@ -85,7 +100,10 @@ def _run(header: dict, payload: bytes) -> Any:
     from nbengine.distributed import utils as idist
 
     fn, args, kwargs = cloudpickle.loads(payload)
-    idist.initialize(header["backend"], **header["init_kwargs"])
+    init_kwargs = dict(header["init_kwargs"])
+    if "timeout" in init_kwargs:
+        init_kwargs["timeout"] = timedelta(seconds=init_kwargs["timeout"])
+    idist.initialize(header["backend"], **init_kwargs)
     value = fn(int(os.environ["LOCAL_RANK"]), *args, **kwargs)
     idist.finalize()
     return value
@@ -108,12 +126,13 @@ def main(header: dict) -> None:
     stdin = sys.stdin.buffer
     _die_with_parent(header["launcher_pid"], header["pdeathsig"])
     payload = stdin.read(header["payload_size"])
-    _watch_launcher(stdin)
+    _watch_launcher(stdin.fileno())
     try:
         outcome: tuple = ("ok", _run(header, payload))
     except BaseException as error:
-        traceback.print_exc()
-        outcome = ("error", _failure(error))
+        failure = _failure(error)
+        sys.stderr.write(failure.traceback)
+        outcome = ("error", failure)
     _report(header["result_fd"], outcome)
     sys.stdout.flush()
     sys.stderr.flush()
