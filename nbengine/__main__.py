@@ -146,8 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``) and return the exit status."""
     parser = build_parser()
-    arguments = parser.parse_args(argv)
+    arguments, unrecognized = parser.parse_known_args(argv)
     demo_parser = arguments.command_parser
+    if unrecognized:
+        # Left over by the demo's parser: its own help is the one that lists what it takes.
+        demo_parser.error(f"unrecognized arguments: {' '.join(unrecognized)}")
     if arguments.epochs < 2:
         demo_parser.error(
             f"argument --epochs: expected at least 2 (the demo pauses in the middle of the run), got {arguments.epochs}"

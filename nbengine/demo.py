@@ -3,7 +3,8 @@
 This module owns the demo run and the files it leaves in its output folder:
 
 - it trains a small MLP on scikit-learn's bundled 8x8 digits (no download) in the engine's
-  background thread, with a progress bar, a validation pass and a checkpoint after every epoch;
+  background thread, with a validation pass and a checkpoint after every epoch (and a progress bar
+  when the output is a terminal);
 - it pauses in the middle of one epoch (as the panel's Pause button would), inspects the model while
   nothing moves, saves a checkpoint there and resumes;
 - it replays that epoch from the snapshot taken at its start and compares it, iteration by iteration,
@@ -97,7 +98,9 @@ def _load_digits(seed: int) -> _Digits:
 class _Training:
     """The model, the trainer and everything attached to it."""
 
-    def __init__(self, digits: _Digits, folder: Path, epochs: int, pause_iteration: int, seed: int) -> None:
+    def __init__(
+        self, digits: _Digits, folder: Path, epochs: int, pause_iteration: int, seed: int, live_bar: bool
+    ) -> None:
         self.folder = folder
         torch.manual_seed(seed)
         self.model = torch.nn.Sequential(
@@ -117,8 +120,10 @@ class _Training:
             self.trainer, {"model": self.model, "optimizer": self.optimizer}, keep_last=epochs, history=self.history
         )
         self.validation_accuracy: list[tuple[int, float]] = []
-        self.progress = ProgressBar(persist=True)
-        self.progress.attach(self.trainer, output_transform=lambda loss: {"loss": loss})
+        self.progress: ProgressBar | None = None
+        if live_bar:
+            self.progress = ProgressBar(persist=True)
+            self.progress.attach(self.trainer, output_transform=lambda loss: {"loss": loss})
         self.trainer.add_event_handler(Events.EPOCH_COMPLETED, self.validate)
         self.checkpoint = Checkpoint(
             {"trainer": self.trainer, "model": self.model, "optimizer": self.optimizer, "replay": self.replay},
@@ -130,8 +135,12 @@ class _Training:
         self.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=pause_iteration), self.pause_in_the_middle)
 
     def say(self, message: str) -> None:
-        # Through the bar, so the message lands above it instead of being torn by its redraws.
-        self.progress.log_message(message)
+        if self.progress is not None:
+            # Through the bar, so the message lands above it instead of being torn by its redraws.
+            self.progress.log_message(message)
+        else:
+            # Flushed line by line, so that a file or pipe holding both streams keeps the story in order.
+            print(message, flush=True)
 
     def validate(self, trainer: DeterministicEngine) -> None:
         self.evaluator.run(self.validation)
@@ -181,12 +190,18 @@ def run_demo(
     replay_epoch: int = 2,
     seed: int = 0,
     replay_lr: float | None = None,
+    live_bar: bool | None = None,
 ) -> DemoResult:
     """Run the demo in ``folder`` (made by ``prepare_output_folder``), printing what happens.
 
     Trains ``epochs`` epochs, pauses in the middle of epoch ``replay_epoch`` and resumes, then replays
     that epoch and compares it with the recorded run. ``replay_lr`` replays with another learning rate,
-    to show what a divergence looks like. The progress bar goes to stderr, the story to stdout.
+    to show what a divergence looks like. The story goes to stdout.
+
+    ``live_bar`` shows a progress bar on stderr, redrawn in place, with the story printed above it.
+    The default (None) shows it only when stdout and stderr are both a terminal: a bar's redraws
+    written to a file or a pipe are noise, and a story piped on (``| tee``) would reach the terminal
+    after the bar had been redrawn, onto the bar's line.
     """
     for name, value, low in (("epochs", epochs, 2), ("replay_epoch", replay_epoch, 1), ("seed", seed, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
@@ -197,6 +212,10 @@ def run_demo(
         not isinstance(replay_lr, (int, float)) or isinstance(replay_lr, bool) or not replay_lr > 0
     ):
         raise ValueError(f"replay_lr should be a learning rate > 0 or None, got {replay_lr!r}")
+    if live_bar is not None and not isinstance(live_bar, bool):
+        raise TypeError(f"live_bar should be a bool or None, got {live_bar!r}")
+    if live_bar is None:
+        live_bar = sys.stdout.isatty() and sys.stderr.isatty()
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"folder should be an existing folder (see nbengine.__main__.prepare_output_folder), got {str(folder)!r}")
@@ -206,17 +225,19 @@ def run_demo(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _run(folder, epochs, replay_epoch, seed, replay_lr)
+        return _run(folder, epochs, replay_epoch, seed, replay_lr, live_bar)
     finally:
         torch.set_num_threads(threads)
 
 
-def _run(folder: Path, epochs: int, replay_epoch: int, seed: int, replay_lr: float | None) -> DemoResult:
+def _run(
+    folder: Path, epochs: int, replay_epoch: int, seed: int, replay_lr: float | None, live_bar: bool
+) -> DemoResult:
     digits = _load_digits(seed)
     epoch_length = -(-len(digits.train) // BATCH_SIZE)
     pause_iteration = (replay_epoch - 1) * epoch_length + epoch_length // 2
     _remove_earlier_demo_checkpoints(folder / CHECKPOINT_FOLDER)
-    training = _Training(digits, folder, epochs, pause_iteration, seed)
+    training = _Training(digits, folder, epochs, pause_iteration, seed, live_bar)
     trainer = training.trainer
     say = training.say
 

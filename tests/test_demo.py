@@ -7,12 +7,16 @@ and that the message is exactly one line. ``prepare_output_folder`` is also test
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import sysconfig
+import termios
 from pathlib import Path
 
 import pytest
@@ -90,9 +94,8 @@ def test_demo_succeeds_and_says_the_replay_matched(demo_run):
     # The handlers the replay left out are named, the pause among them, without object addresses.
     (skipped,) = [line for line in lines if line.startswith("  not run during the replay: ")]
     assert "_Training.pause_in_the_middle on ITERATION_COMPLETED" in skipped and " object at 0x" not in skipped
-    # The progress bar goes to stderr and reaches the end of every epoch.
-    for epoch in range(1, 5):
-        assert f"Epoch [{epoch}/4]: [45/45] 100%" in result.stderr
+    # Output captured into pipes is not a terminal: no bar, so no redraws in the story or beside it.
+    assert "Epoch [" not in result.stderr and "\r" not in result.stdout + result.stderr
 
 
 @pytest.mark.slow
@@ -172,6 +175,81 @@ def test_demo_run_again_in_a_folder_replaces_its_checkpoints_and_leaves_other_fi
     )
 
 
+def run_in_a_terminal(arguments: list[str], cwd: Path, columns: int = 120) -> tuple[int, str]:
+    """Run the console script with stdout and stderr on one pseudo-terminal; its exit status and all it wrote."""
+    assert SCRIPT is not None
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    process = subprocess.Popen([SCRIPT, *arguments], cwd=cwd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    try:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed its end, the script has ended
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return process.wait(timeout=300), b"".join(chunks).decode()
+    finally:
+        os.close(master)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def screen_lines(written: str) -> list[str]:
+    """What a terminal shows of ``written``: a carriage return goes back to the start of the line and
+    what follows overwrites what was there."""
+    lines = []
+    for line in written.replace("\r\n", "\n").split("\n"):
+        shown: list[str] = []
+        for segment in line.split("\r"):
+            shown[: len(segment)] = segment
+        lines.append("".join(shown).rstrip())
+    return lines
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_in_a_terminal_the_bar_is_live_and_the_story_stays_above_it(tmp_path):
+    status, written = run_in_a_terminal(["demo", "out", "--epochs", "2", "--replay-epoch", "1"], tmp_path)
+    assert status == 0, written[-3000:]
+    assert "\r" in written.replace("\r\n", "\n")  # the bar was redrawn in place
+    shown = [line for line in screen_lines(written) if line]
+    bars = [line for line in shown if "Epoch [" in line]
+    # One bar line left per epoch, at its end; the story's lines are whole, none drawn onto a bar.
+    assert [line.split("|")[0] for line in bars] == ["Epoch [1/2]: [45/45] 100%", "Epoch [2/2]: [45/45] 100%"]
+    assert all(line.startswith("Epoch [") for line in bars)
+    story = [line for line in shown if line not in bars]
+    assert story[0] == f"nbengine demo: writing to {(tmp_path / 'out').resolve()}"
+    paused = story.index("paused at epoch 1, iteration 22 (after ITERATION_COMPLETED), status 'paused'")
+    assert story[paused + 2 : paused + 4] == ["  saved checkpoints/demo_checkpoint_22.pt while paused", "resuming"]
+    assert story[-1] == "REPLAY MATCHED: epoch 1 reproduced exactly"
+
+
+@pytest.mark.slow
+def test_output_into_a_file_is_the_story_alone_line_by_line(tmp_path):
+    # `nbengine demo out > log 2>&1`: both streams into one file, no terminal.
+    log = tmp_path / "log"
+    with log.open("wb") as file:
+        result = subprocess.run(
+            [SCRIPT, "demo", "out", "--epochs", "2", "--replay-epoch", "1"],
+            cwd=tmp_path, stdout=file, stderr=subprocess.STDOUT, timeout=300,
+        )
+    text = log.read_text()
+    assert result.returncode == 0, text[-3000:]
+    assert "\r" not in text and "Epoch [" not in text
+    lines = text.splitlines()
+    assert lines[0] == f"nbengine demo: writing to {(tmp_path / 'out').resolve()}"
+    paused = lines.index("paused at epoch 1, iteration 22 (after ITERATION_COMPLETED), status 'paused'")
+    assert lines[paused + 2 : paused + 4] == ["  saved checkpoints/demo_checkpoint_22.pt while paused", "resuming"]
+    assert lines[paused + 4].startswith("epoch 1: validation accuracy ")
+    assert lines[-1] == "REPLAY MATCHED: epoch 1 reproduced exactly"
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 
@@ -187,9 +265,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, expected: str) ->
     [
         (
             ["demo", "--frobnicate"],
-            re.escape("nbengine: error: unrecognized arguments: --frobnicate (see 'nbengine --help')"),
+            re.escape("nbengine demo: error: unrecognized arguments: --frobnicate (see 'nbengine demo --help')"),
         ),
-        (["demo", "a", "b"], re.escape("nbengine: error: unrecognized arguments: b (see 'nbengine --help')")),
+        (["demo", "a", "b"], re.escape("nbengine demo: error: unrecognized arguments: b (see 'nbengine demo --help')")),
         (
             ["train"],
             re.escape("nbengine: error: argument COMMAND: invalid choice: 'train' (choose from 'demo') (see 'nbengine --help')"),
