@@ -6,6 +6,7 @@ Nothing here imports ipywidgets, IPython or matplotlib at import time.
 """
 
 from nbengine.handlers.checkpoint import (
+    BaseSaveHandler,
     Checkpoint,
     CheckpointError,
     CheckpointEvents,
@@ -44,6 +45,7 @@ from nbengine.handlers.timeline import EventTimeline, TimelineEntry
 from nbengine.handlers.timing import Timer
 
 __all__ = [
+    "BaseSaveHandler",
     "Checkpoint",
     "CheckpointError",
     "CheckpointEvents",

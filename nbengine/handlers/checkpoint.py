@@ -30,6 +30,7 @@ from torch import nn
 from nbengine.engine import RUNNING, CallableEventWithFilter, Engine, EventEnum
 from nbengine.engine._signature import can_bind, describe_callable
 from nbengine.handlers.checkpoint_disk import DiskSaver, list_checkpoints
+from nbengine.handlers.checkpoint_saver import BaseSaveHandler
 from nbengine.handlers.checkpoint_file import (
     CheckpointError,
     CheckpointInfo,
@@ -41,6 +42,7 @@ from nbengine.handlers.checkpoint_file import (
 )
 
 __all__ = [
+    "BaseSaveHandler",
     "Checkpoint",
     "CheckpointError",
     "CheckpointEvents",
@@ -75,16 +77,60 @@ def _unwrap(obj: Any) -> Any:
 def _check_objects(objects: Any, argument: str, method: str) -> None:
     if not isinstance(objects, Mapping):
         raise TypeError(
-            f"{argument} should be a mapping of names to objects with {method}(), got "
-            f"{type(objects).__name__}: {objects!r}"
+            f"Argument `{argument}` should be a dictionary, but given {type(objects)}: a mapping of names to "
+            f"objects with {method}() was expected, got {objects!r}"
         )
     for key, obj in objects.items():
         if not isinstance(key, str):
             raise TypeError(f"{argument} keys should be strings, got {key!r} of type {type(key).__name__}")
-        if not callable(getattr(_unwrap(obj), method, None)):
-            raise TypeError(
-                f"{argument}[{key!r}] should have a {method}() method, got {type(obj).__name__}: {obj!r}"
+        _check_nested(obj, f"{argument}[{key!r}]", method)
+
+
+def _check_nested(obj: Any, where: str, method: str) -> None:
+    """``obj`` has ``method``, or is a dict, list or tuple whose items have it (at any depth), as ignite allows."""
+    if callable(getattr(_unwrap(obj), method, None)):
+        return
+    if isinstance(obj, Mapping) and obj:
+        for key, item in obj.items():
+            _check_nested(item, f"{where}[{key!r}]", method)
+    elif isinstance(obj, (list, tuple)) and obj:
+        for index, item in enumerate(obj):
+            _check_nested(item, f"{where}[{index}]", method)
+    else:
+        raise TypeError(f"Object {type(obj)} should have `{method}` method: {where} is {obj!r}")
+
+
+def _state_dicts(obj: Any) -> Any:
+    """The ``state_dict`` of ``obj``, or the same dict/list structure of its items' ``state_dict``s."""
+    if hasattr(_unwrap(obj), "state_dict"):
+        return _unwrap(obj).state_dict()
+    if isinstance(obj, Mapping):
+        return {key: _state_dicts(item) for key, item in obj.items()}
+    return [_state_dicts(item) for item in obj]
+
+
+def _load_nested(obj: Any, state: Any, strict: bool, where: str) -> None:
+    """Load ``state`` into ``obj``, walking a dict/list structure of objects as :func:`_state_dicts` wrote it."""
+    if hasattr(_unwrap(obj), "load_state_dict"):
+        _load_one(obj, state, strict)
+    elif isinstance(obj, Mapping):
+        if not isinstance(state, Mapping):
+            raise TypeError(f"{where} is a mapping of objects but the checkpoint holds a {type(state).__name__} there")
+        for key, item in obj.items():
+            if key not in state:
+                raise ValueError(
+                    f"Key {key!r} from x is not found in y: {where} (x) has it, the checkpoint's entry (y) has only "
+                    f"keys {list(state)}"
+                )
+            _load_nested(item, state[key], strict, f"{where}[{key!r}]")
+    else:
+        if not isinstance(state, (list, tuple)) or len(state) != len(obj):
+            raise ValueError(
+                f"Size of y: {len(state) if isinstance(state, (list, tuple)) else type(state).__name__} does not "
+                f"match the size of x: '{len(obj)}': {where} (x) and its entry in the checkpoint (y) differ"
             )
+        for index, (item, item_state) in enumerate(zip(obj, state)):
+            _load_nested(item, item_state, strict, f"{where}[{index}]")
 
 
 def _engine_status_check(to_load: Mapping[str, Any]) -> None:
@@ -187,11 +233,12 @@ class Checkpoint:
         _check_objects(to_save, "to_save", "state_dict")
         if include_self and "checkpointer" in to_save:
             raise ValueError(
-                f"to_save has the key 'checkpointer', which include_self=True reserves; got keys {list(to_save)}"
+                f"Cannot have key 'checkpointer' if `include_self` is True: to_save has keys {list(to_save)}"
             )
         if not isinstance(save_handler, (str, os.PathLike)) and not callable(save_handler):
             raise TypeError(
-                "save_handler should be a DiskSaver, a folder path or a callable fn(checkpoint, filename[, metadata]), "
+                "Argument `save_handler` should be a string or Path object or callable or inherit from BaseSaveHandler "
+                "(a DiskSaver, a folder path or a callable fn(checkpoint, filename[, metadata])), "
                 f"got {type(save_handler).__name__}: {save_handler!r}"
             )
         if not isinstance(filename_prefix, str):
@@ -204,7 +251,8 @@ class Checkpoint:
             raise ValueError(f"n_saved should be a positive integer or None, got {n_saved!r}")
         if global_step_transform is not None and not callable(global_step_transform):
             raise TypeError(
-                f"global_step_transform should be a callable fn(engine, event) -> int, got {global_step_transform!r}"
+                "global_step_transform should be a function fn(engine, event) -> int, got "
+                f"{type(global_step_transform)} instead: {global_step_transform!r}"
             )
         if filename_pattern is not None and not isinstance(filename_pattern, str):
             raise TypeError(f"filename_pattern should be a str or None, got {filename_pattern!r}")
@@ -215,14 +263,7 @@ class Checkpoint:
                 raise TypeError(f"{name} should be True or False, got {value!r}")
         if isinstance(save_handler, (str, os.PathLike)):
             save_handler = DiskSaver(save_handler, create_dir=True)
-        self._handler_takes_metadata = isinstance(save_handler, DiskSaver) or can_bind(
-            save_handler, (None, None, None), {}
-        ) is not False
-        if not self._handler_takes_metadata and can_bind(save_handler, (None, None), {}) is False:
-            raise TypeError(
-                f"save_handler {describe_callable(save_handler)} cannot be called as fn(checkpoint, filename) "
-                "nor fn(checkpoint, filename, metadata)"
-            )
+        self._checked_saver = (save_handler, _takes_metadata(save_handler))
         self.to_save = to_save
         self.save_handler = save_handler
         self.filename_prefix = filename_prefix
@@ -265,9 +306,9 @@ class Checkpoint:
         '{name}_{global_step}.{ext}'
         """
         if not (with_global_step or with_score):
-            raise ValueError("at least one of with_score and with_global_step should be True")
+            raise ValueError("At least one of with_score and with_global_step should be True.")
         if with_score_name and not with_score:
-            raise ValueError("with_score_name=True needs with_score=True")
+            raise ValueError("If with_score_name is True, with_score should be also True")
         pattern = "{name}"
         if with_global_step:
             pattern += "_{global_step}"
@@ -284,7 +325,7 @@ class Checkpoint:
         if not isinstance(metric_name, str):
             raise TypeError(f"metric_name should be a str, got {metric_name!r}")
         if score_sign not in (1.0, -1.0):
-            raise ValueError(f"score_sign should be 1.0 or -1.0, got {score_sign!r}")
+            raise ValueError(f"Argument score_sign should be 1 or -1, got {score_sign!r}")
 
         def score(engine: Engine) -> float:
             return score_sign * engine.state.metrics[metric_name]
@@ -340,13 +381,16 @@ class Checkpoint:
 
     # ------------------------------------------------------------------ saving
 
-    def __call__(self, engine: Engine) -> None:
+    def __call__(self, engine: Engine, *event_args: Any) -> None:
+        """Save now. Attached to any event; on ``EXCEPTION_RAISED`` the engine also passes the
+        exception, which is ignored here (the checkpoint is of the engine's state)."""
         self._save(engine)
 
     def request_save(self, engine: Engine) -> Future:
         """Save from any thread (the panel's Save button): the training side does it at its next
         boundary, or this thread at once when the engine is not running. The Future gives the path
-        (the file name without a DiskSaver), or None when the score did not make the cut."""
+        of the file this save wrote (its file name without a DiskSaver), or None when the score did
+        not make the cut."""
         if not isinstance(engine, Engine):
             raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
         return engine.call_at_boundary(lambda: self._save(engine))
@@ -359,8 +403,8 @@ class Checkpoint:
             priority = self.score_function(engine)
             if not isinstance(priority, numbers.Real) or isinstance(priority, bool):
                 raise ValueError(
-                    f"score_function {describe_callable(self.score_function)} should return a number, "
-                    f"got {priority!r}"
+                    f"Output of score_function should be a number: {describe_callable(self.score_function)} "
+                    f"returned {priority!r}"
                 )
         else:
             if global_step is None:
@@ -369,7 +413,7 @@ class Checkpoint:
         if not self._has_room() and not self._beats_worst(priority):
             return None
 
-        checkpoint: dict[str, Any] = {key: _unwrap(obj).state_dict() for key, obj in self.to_save.items()}
+        checkpoint = self._setup_checkpoint()
         keys = list(checkpoint)
         name = self._name_for(keys)
         score_text = None
@@ -391,18 +435,31 @@ class Checkpoint:
             checkpoint["checkpointer"] = OrderedDict([("_saved", [tuple(item) for item in saved])])
         payload = checkpoint[name] if name != "checkpoint" else checkpoint
 
-        metadata = {
+        # A custom save handler gets exactly ignite's metadata; a DiskSaver also gets what its
+        # listing shows (epoch, iteration, score, ...), which it writes into the file's trailer.
+        metadata: dict[str, Any] = {
             "basename": f"{self.filename_prefix}_{name}" if self.filename_prefix else name,
             "score_name": self.score_name,
-            "priority": _plain_number(priority),
-            "epoch": engine.state.epoch,
-            "iteration": engine.state.iteration,
-            "score": _plain_number(priority) if self.score_function is not None else None,
-            "global_step": global_step,
-            "name": name,
-            "keys": keys,
+            "priority": priority,
         }
-        if self._handler_takes_metadata:
+        if isinstance(self.save_handler, DiskSaver):
+            metadata = {
+                **metadata,
+                "priority": _plain_number(priority),
+                "epoch": engine.state.epoch,
+                "iteration": engine.state.iteration,
+                "score": _plain_number(priority) if self.score_function is not None else None,
+                "global_step": global_step,
+                "name": name,
+                "keys": keys,
+            }
+        saver, takes_metadata = self._checked_saver
+        if saver is not self.save_handler:
+            # save_handler was replaced after construction: check the new one as the constructor would.
+            saver = self.save_handler
+            takes_metadata = _takes_metadata(saver)
+            self._checked_saver = (saver, takes_metadata)
+        if takes_metadata:
             self.save_handler(payload, filename, metadata)
         else:
             self.save_handler(payload, filename)
@@ -415,7 +472,14 @@ class Checkpoint:
         if not engine.has_registered_events(CheckpointEvents.SAVED_CHECKPOINT):
             engine.register_events(*CheckpointEvents)
         engine.fire_event(CheckpointEvents.SAVED_CHECKPOINT)
-        return self.last_checkpoint
+        if isinstance(self.save_handler, DiskSaver):
+            return self.save_handler.dirname / filename
+        return filename
+
+    def _setup_checkpoint(self) -> dict[str, Any]:
+        """The ``state_dict`` of every object in ``to_save``, keyed like it (nested dicts and lists of
+        objects give the same structure of ``state_dict``s); ignite's name for this step."""
+        return {key: _state_dicts(obj) for key, obj in self.to_save.items()}
 
     def _has_room(self) -> bool:
         return self.n_saved is None or len(self._saved) < self.n_saved
@@ -451,8 +515,8 @@ class Checkpoint:
         _check_objects(to_load, "to_load", "load_state_dict")
         if not isinstance(checkpoint, (str, os.PathLike, Mapping)):
             raise TypeError(
-                f"checkpoint should be a file path or a mapping of state_dicts, got {type(checkpoint).__name__}: "
-                f"{checkpoint!r}"
+                f"Argument checkpoint should be a string or a dictionary, but given {type(checkpoint)}: a file path "
+                f"or a mapping of state_dicts was expected, got {checkpoint!r}"
             )
         if not isinstance(strict, bool):
             raise TypeError(f"strict should be True or False, got {strict!r}")
@@ -466,17 +530,17 @@ class Checkpoint:
         if len(to_load) == 1:
             ((key, obj),) = to_load.items()
             if key not in checkpoint:
-                _load_one(obj, checkpoint, strict)
+                _load_nested(obj, checkpoint, strict, f"to_load[{key!r}]")
                 return
         missing = [key for key in to_load if key not in checkpoint]
         if missing and strict:
             raise ValueError(
-                f"{source} has no entry for to_load keys {missing}; it has keys {list(checkpoint)}. "
-                "Pass strict=False to load the others"
+                f"Key {missing[0]!r} from x is not found in y: {source} (y) has no entry for to_load (x) keys "
+                f"{missing}; it has keys {list(checkpoint)}. Pass strict=False to load the others"
             )
         for key, obj in to_load.items():
             if key in checkpoint:
-                _load_one(obj, checkpoint[key], strict)
+                _load_nested(obj, checkpoint[key], strict, f"to_load[{key!r}]")
 
     def reload_objects(self, to_load: Mapping, load_kwargs: Mapping | None = None, **filename_components: Any) -> None:
         """Load ``to_load`` from a checkpoint this handler saved, through :meth:`load_objects`.
@@ -524,7 +588,8 @@ class Checkpoint:
         """
         if not isinstance(self.save_handler, DiskSaver):
             raise TypeError(
-                f"reload_objects() needs a DiskSaver as save_handler, this handler has {self.save_handler!r}"
+                f"Checkpoint's `save_handler` should be of type `DiskSaver`, given {type(self.save_handler)}: "
+                f"reload_objects() reads the files back from a DiskSaver's folder, this handler has {self.save_handler!r}"
             )
         if load_kwargs is None:
             load_kwargs = {}
@@ -693,13 +758,15 @@ class ModelCheckpoint(Checkpoint):
             greater_or_equal=greater_or_equal,
         )
         self.save_handler = DiskSaver(dirname, atomic=atomic, create_dir=create_dir, require_empty=require_empty)
-        self._handler_takes_metadata = True
+        self._checked_saver = (self.save_handler, True)
         self.save_on_rank = save_on_rank
 
     def _check_to_save(self, to_save: Any) -> None:
+        if isinstance(to_save, (Mapping, list, tuple)) and not to_save:
+            raise RuntimeError(
+                f"No objects to checkpoint found: to_save should map names to objects to save, got {to_save!r}"
+            )
         _check_objects(to_save, "to_save", "state_dict")
-        if not to_save:
-            raise ValueError("to_save should name at least one object to save, got an empty mapping")
         if self.include_self and "checkpointer" in to_save:
             raise ValueError(
                 f"to_save has the key 'checkpointer', which include_self=True reserves; got keys {list(to_save)}"
@@ -796,6 +863,18 @@ def _counter_of(engine: Engine, event: Any, argument: str) -> str:
             "event_to_attr={event: 'attribute'} or pass custom_event_name=Events.EPOCH_COMPLETED"
         )
     return attr
+
+
+def _takes_metadata(save_handler: Any) -> bool:
+    """Whether ``save_handler`` is called with metadata; refuses one that takes neither call form."""
+    if isinstance(save_handler, DiskSaver) or can_bind(save_handler, (None, None, None), {}) is not False:
+        return True
+    if can_bind(save_handler, (None, None), {}) is False:
+        raise TypeError(
+            f"save_handler {describe_callable(save_handler)} cannot be called as fn(checkpoint, filename) "
+            "nor fn(checkpoint, filename, metadata)"
+        )
+    return False
 
 
 def _load_one(obj: Any, state: Any, strict: bool) -> None:

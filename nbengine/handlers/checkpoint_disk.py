@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from nbengine.handlers.checkpoint_saver import BaseSaveHandler
 from nbengine.handlers.checkpoint_file import (
     CheckpointError,
     CheckpointInfo,
@@ -113,7 +114,7 @@ def list_checkpoints(dirname: str | os.PathLike) -> list[CheckpointInfo]:
     return found
 
 
-class DiskSaver:
+class DiskSaver(BaseSaveHandler):
     """Save handler that writes each checkpoint durably into the folder ``dirname``.
 
     Args:
@@ -153,7 +154,8 @@ class DiskSaver:
             self.dirname.mkdir(parents=True, exist_ok=True)
         if not self.dirname.is_dir():
             raise ValueError(
-                f"dirname {str(self.dirname)!r} is not an existing directory; pass create_dir=True to create it"
+                f"Directory path '{self.dirname}' is not found: dirname should be an existing directory; pass "
+                "create_dir=True to create it"
             )
         remove_stale_temporaries(self.dirname)
         if require_empty:
@@ -164,8 +166,8 @@ class DiskSaver:
             )
             if present:
                 raise ValueError(
-                    f"dirname {str(self.dirname)!r} already holds checkpoint files {present}; expected a folder "
-                    "without .pt files. Pass require_empty=False to save there anyway"
+                    f"Files {present} with extension '.pt' are already present in the directory {self.dirname}: "
+                    "dirname should hold no checkpoint yet. Pass require_empty=False to save there anyway"
                 )
 
     def __repr__(self) -> str:

@@ -386,23 +386,24 @@ class NoStateDict:
         (
             lambda d: Checkpoint({"model": nn.Linear(1, 1), "data": NoStateDict()}, d),
             TypeError,
-            r"^to_save\['data'\] should have a state_dict\(\) method, got NoStateDict: NoStateDict\(\)$",
+            r"^Object <class '.*NoStateDict'> should have `state_dict` method: to_save\['data'\] is NoStateDict\(\)$",
         ),
         (
             lambda d: Checkpoint([nn.Linear(1, 1)], d),
             TypeError,
-            r"^to_save should be a mapping of names to objects with state_dict\(\), got list: ",
+            r"^Argument `to_save` should be a dictionary, but given <class 'list'>: a mapping of names to objects with "
+            r"state_dict\(\) was expected, got \[Linear",
         ),
         (
             lambda d: Checkpoint({"checkpointer": nn.Linear(1, 1)}, d, include_self=True),
             ValueError,
-            r"^to_save has the key 'checkpointer', which include_self=True reserves; got keys \['checkpointer'\]$",
+            r"^Cannot have key 'checkpointer' if `include_self` is True: to_save has keys \['checkpointer'\]$",
         ),
         (
             lambda d: Checkpoint({"m": nn.Linear(1, 1)}, 42),
             TypeError,
-            r"^save_handler should be a DiskSaver, a folder path or a callable fn\(checkpoint, filename\[, metadata\]\), "
-            r"got int: 42$",
+            r"^Argument `save_handler` should be a string or Path object or callable or inherit from BaseSaveHandler "
+            r"\(a DiskSaver, a folder path or a callable fn\(checkpoint, filename\[, metadata\]\)\), got int: 42$",
         ),
         (
             lambda d: Checkpoint({"m": nn.Linear(1, 1)}, lambda: None),
@@ -423,7 +424,8 @@ class NoStateDict:
         (
             lambda d: Checkpoint({"m": nn.Linear(1, 1)}, d, global_step_transform="epoch"),
             TypeError,
-            r"^global_step_transform should be a callable fn\(engine, event\) -> int, got 'epoch'$",
+            r"^global_step_transform should be a function fn\(engine, event\) -> int, got <class 'str'> instead: "
+            r"'epoch'$",
         ),
         (
             lambda d: Checkpoint({"m": nn.Linear(1, 1)}, d, filename_pattern="{step}.pt"),
@@ -439,12 +441,13 @@ class NoStateDict:
         (
             lambda d: Checkpoint.load_objects({"m": NoStateDict()}, {"m": {}}),
             TypeError,
-            r"^to_load\['m'\] should have a load_state_dict\(\) method, got NoStateDict: NoStateDict\(\)$",
+            r"^Object <class '.*NoStateDict'> should have `load_state_dict` method: to_load\['m'\] is NoStateDict\(\)$",
         ),
         (
             lambda d: Checkpoint.load_objects({"m": nn.Linear(1, 1)}, 3),
             TypeError,
-            r"^checkpoint should be a file path or a mapping of state_dicts, got int: 3$",
+            r"^Argument checkpoint should be a string or a dictionary, but given <class 'int'>: a file path or a "
+            r"mapping of state_dicts was expected, got 3$",
         ),
         (
             lambda d: Checkpoint.load_objects({"m": nn.Linear(1, 1)}, {}, strict="no"),
@@ -457,8 +460,8 @@ class NoStateDict:
                 {"model": nn.Linear(1, 1).state_dict(), "trainer": {}},
             ),
             ValueError,
-            r"^checkpoint has no entry for to_load keys \['optimizer'\]; it has keys \['model', 'trainer'\]\. "
-            r"Pass strict=False to load the others$",
+            r"^Key 'optimizer' from x is not found in y: checkpoint \(y\) has no entry for to_load \(x\) keys "
+            r"\['optimizer'\]; it has keys \['model', 'trainer'\]\. Pass strict=False to load the others$",
         ),
     ],
 )
@@ -471,7 +474,8 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path, make, error, messag
 def test_a_missing_key_in_a_file_names_the_file(tmp_path):
     path = DiskSaver(tmp_path)({"model": nn.Linear(1, 1).state_dict(), "trainer": {}}, "c.pt")
     with pytest.raises(
-        ValueError, match=rf"^checkpoint '{path}' has no entry for to_load keys \['optimizer'\]; it has keys"
+        ValueError, match=rf"^Key 'optimizer' from x is not found in y: checkpoint '{path}' \(y\) has no entry for to_load \(x\) "
+        r"keys \['optimizer'\]; it has keys"
     ):
         Checkpoint.load_objects(
             {"model": nn.Linear(1, 1), "optimizer": torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=1)}, path
@@ -482,6 +486,6 @@ def test_a_score_function_that_returns_no_number_is_reported(tmp_path):
     trainer = Engine(lambda engine, batch: None)
     handler = Checkpoint({"m": nn.Linear(1, 1)}, DiskSaver(tmp_path), score_function=lambda engine: "high")
     trainer.add_event_handler(Events.COMPLETED, handler)
-    with pytest.raises(ValueError, match=r"^score_function .*<lambda>\(engine\) should return a number, got 'high'$"):
+    with pytest.raises(ValueError, match=r"^Output of score_function should be a number: .*<lambda>\(engine\) returned 'high'$"):
         trainer.run([0], max_epochs=1)
     assert os.listdir(tmp_path) == []

@@ -238,8 +238,8 @@ def test_require_empty_refuses_a_folder_with_checkpoints(tmp_path):
     (tmp_path / "notes.txt").write_text("not a checkpoint")
     with pytest.raises(
         ValueError,
-        match=rf"^dirname '{tmp_path}' already holds checkpoint files \['old.pt'\]; expected a folder without "
-        r"\.pt files\. Pass require_empty=False to save there anyway$",
+        match=rf"^Files \['old.pt'\] with extension '.pt' are already present in the directory {tmp_path}: dirname "
+        r"should hold no checkpoint yet\. Pass require_empty=False to save there anyway$",
     ):
         DiskSaver(tmp_path)
     DiskSaver(tmp_path, require_empty=False)
@@ -248,7 +248,9 @@ def test_require_empty_refuses_a_folder_with_checkpoints(tmp_path):
 def test_create_dir(tmp_path):
     missing = tmp_path / "a" / "b"
     with pytest.raises(
-        ValueError, match=rf"^dirname '{missing}' is not an existing directory; pass create_dir=True to create it$"
+        ValueError,
+        match=rf"^Directory path '{missing}' is not found: dirname should be an existing directory; pass create_dir=True "
+        r"to create it$",
     ):
         DiskSaver(missing, create_dir=False)
     DiskSaver(missing)

@@ -230,7 +230,7 @@ def test_reload_objects_passes_strict_on(trained):
     for name, value in model.state_dict().items():
         assert torch.equal(value, snapshots[6][0][name]), name
     assert all(torch.equal(value, extra_before[name]) for name, value in extra.state_dict().items())
-    with pytest.raises(ValueError, match=r"has no entry for to_load keys \['extra'\]"):
+    with pytest.raises(ValueError, match=r"has no entry for to_load \(x\) keys \['extra'\]"):
         handler.reload_objects({"model": model, "extra": extra}, load_kwargs={"strict": True})
 
 
@@ -309,7 +309,8 @@ def saved_once(folder) -> Checkpoint:
                 {"model": nn.Linear(2, 2)}
             ),
             TypeError,
-            r"^reload_objects\(\) needs a DiskSaver as save_handler, this handler has <function ",
+            r"^Checkpoint's `save_handler` should be of type `DiskSaver`, given <class 'function'>: reload_objects\(\) "
+            r"reads the files back from a DiskSaver's folder, this handler has <function ",
         ),
         (
             lambda d: saved_once(d).reload_objects({"model": nn.Linear(2, 2)}, load_kwargs={"map_location": "cpu"}),
@@ -510,8 +511,9 @@ def test_model_checkpoint_refuses_a_folder_with_checkpoint_files_unless_told(tmp
     (tmp_path / "old.pt").write_bytes(b"")
     with pytest.raises(
         ValueError,
-        match=rf"^dirname '{re.escape(str(tmp_path))}' already holds checkpoint files \['old\.pt'\]; expected a folder "
-        r"without \.pt files\. Pass require_empty=False to save there anyway$",
+        match=rf"^Files \['old\.pt'\] with extension '\.pt' are already present in the directory "
+        rf"{re.escape(str(tmp_path))}: dirname should hold no checkpoint yet\. Pass require_empty=False to save there "
+        r"anyway$",
     ):
         ModelCheckpoint(tmp_path, "net")
     handler = ModelCheckpoint(tmp_path, "net", require_empty=False)
@@ -637,7 +639,8 @@ def step_for(event):
         (
             lambda d: ModelCheckpoint(d, create_dir=False),
             ValueError,
-            r"^dirname '{dir}' is not an existing directory; pass create_dir=True to create it$",
+            r"^Directory path '{dir}' is not found: dirname should be an existing directory; pass create_dir=True to "
+            r"create it$",
         ),
         (
             lambda d: ModelCheckpoint(3),
@@ -647,18 +650,19 @@ def step_for(event):
         # ModelCheckpoint: the objects given at call time
         (
             lambda d: attach_model_checkpoint(d, {}),
-            ValueError,
-            r"^to_save should name at least one object to save, got an empty mapping$",
+            RuntimeError,
+            r"^No objects to checkpoint found: to_save should map names to objects to save, got \{\}$",
         ),
         (
             lambda d: attach_model_checkpoint(d, {"model": nn.Linear(1, 1), "data": NoStateDict()}),
             TypeError,
-            r"^to_save\['data'\] should have a state_dict\(\) method, got NoStateDict: NoStateDict\(\)$",
+            r"^Object <class '.*NoStateDict'> should have `state_dict` method: to_save\['data'\] is NoStateDict\(\)$",
         ),
         (
             lambda d: attach_model_checkpoint(d, [nn.Linear(1, 1)]),
             TypeError,
-            r"^to_save should be a mapping of names to objects with state_dict\(\), got list: ",
+            r"^Argument `to_save` should be a dictionary, but given <class 'list'>: a mapping of names to objects with "
+            r"state_dict\(\) was expected, got \[Linear",
         ),
         (
             lambda d: attach_model_checkpoint(d, {"checkpointer": nn.Linear(1, 1)}, include_self=True),
