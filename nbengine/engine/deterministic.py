@@ -79,7 +79,7 @@ from torch.utils.data.sampler import (
 
 from nbengine.engine.engine import Engine
 from nbengine.engine.events import Events, State
-from nbengine.engine.sample_seeding import SampleKey, SeededSamples
+from nbengine.engine.sample_seeding import GRANULARITIES, SeededSamples, keyed_batches
 from nbengine.utils.seed import (
     check_rng_states,
     derive_seed,
@@ -172,16 +172,21 @@ def _rebuilt_loader(dataloader: DataLoader, new_batch_sampler: Any, dataset: Any
     return type(dataloader)(**arguments)
 
 
-def _per_sample_seeded_loader(dataloader: DataLoader, batch_sampler: ReproducibleBatchSampler) -> DataLoader:
-    """``update_dataloader(dataloader, batch_sampler)`` whose samples are each built with the global
-    generators seeded from (seed, pass, index) (see ``nbengine.engine.sample_seeding``). Only with
-    automatic batching: a loader with ``batch_size=None`` hands its dataset whole batches."""
+def _seeded_loader(
+    dataloader: DataLoader, batch_sampler: ReproducibleBatchSampler, granularity: str = "batch"
+) -> DataLoader:
+    """``update_dataloader(dataloader, batch_sampler)`` whose batches (``granularity="batch"``) or
+    samples (``"sample"``) are each built with the global generators seeded from (seed, pass, batch
+    number or sample index); see ``nbengine.engine.sample_seeding``. Only with automatic batching: a
+    loader with ``batch_size=None`` hands its dataset whole batches."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"granularity should be one of {list(GRANULARITIES)}, got {granularity!r}")
     if dataloader.batch_sampler is None or isinstance(dataloader.dataset, IterableDataset):
         return update_dataloader(dataloader, batch_sampler)
     if batch_sampler is dataloader.batch_sampler:
         # The user's own loader keeps yielding plain indices to its plain dataset.
         batch_sampler = ReproducibleBatchSampler(batch_sampler, seed=batch_sampler.seed)
-    batch_sampler.seeds_samples = True
+    batch_sampler.sample_seeding = granularity
     return _rebuilt_loader(dataloader, batch_sampler, SeededSamples(dataloader.dataset))
 
 
@@ -263,8 +268,8 @@ class ReproducibleBatchSampler(BatchSampler):
         self.start_iteration = start_iteration
         self.seed = seed
         self.epoch = 0
-        # Set by _per_sample_seeded_loader: batches are then of SampleKey(pass seed, index), for SeededSamples.
-        self.seeds_samples = False
+        # Set by _seeded_loader ("batch" or "sample"): batches are then of SampleKeys, for SeededSamples.
+        self.sample_seeding: str | None = None
         self._cached: tuple[int, int, list] | None = None
         self._chain = _sampler_chain(batch_sampler)
         self._needs_global_seed = not all(type(s) in _KNOWN_SAMPLER_TYPES for s in self._chain)
@@ -373,18 +378,18 @@ class ReproducibleBatchSampler(BatchSampler):
         start = self.start_iteration or 0
         if start > len(batches):
             raise ValueError(f"start_iteration={start} is past the end of the pass, which has {len(batches)} batches")
-        pass_seed = derive_seed(self.seed, _SAMPLE_STREAM, self.epoch) if self.seeds_samples else None
+        pass_seed = derive_seed(self.seed, _SAMPLE_STREAM, self.epoch) if self.sample_seeding else None
         return self._iterate(batches, start, pass_seed)
 
     def _iterate(self, batches: list, start: int, pass_seed: int | None) -> Iterator:
         # start_iteration is consumed when the first batch is drawn: a multiprocessing DataLoader
         # calls iter() on its sampler twice before drawing, and only the second iterator is used.
         self.start_iteration = None
+        remaining = itertools.islice(batches, start, None)
         if pass_seed is None:
-            yield from itertools.islice(batches, start, None)
-            return
-        for batch in itertools.islice(batches, start, None):
-            yield [SampleKey(pass_seed, index) for index in batch]
+            yield from remaining
+        else:
+            yield from keyed_batches(remaining, start, pass_seed, self.sample_seeding)
 
     def __len__(self) -> int:
         return len(self.batch_sampler)

@@ -30,6 +30,11 @@ not used: samples are built one by one.
 >>> samples = SeededSamples(Noisy())
 >>> samples[SampleKey(7, 2)] == samples[SampleKey(7, 2)] != samples[SampleKey(8, 2)]
 True
+>>> [[type(key).__name__ for key in batch] for batch in keyed_batches([[3, 1], [0, 2]], 0, 11, "batch")]
+[['SampleKey', 'int'], ['SampleKey', 'int']]
+>>> batch = next(keyed_batches([[3, 1]], 0, 11, "batch"))
+>>> samples.__getitems__(batch) == samples.__getitems__(batch)
+True
 >>> len(samples), samples.dataset.__class__.__name__
 (4, 'Noisy')
 """
@@ -39,13 +44,14 @@ from __future__ import annotations
 import _random
 import random
 import zlib
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-__all__ = ["SampleKey", "SeededSamples", "sample_seed"]
+__all__ = ["GRANULARITIES", "SampleKey", "SeededSamples", "keyed_batches", "sample_seed"]
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -86,18 +92,36 @@ def _seed_generators(seed: int) -> None:
 
 
 class SampleKey(NamedTuple):
-    """What a sample-seeding ``ReproducibleBatchSampler`` yields in place of an index."""
+    """What a seeding ``ReproducibleBatchSampler`` yields in place of an index: the sample's index, and
+    the seed to seed the generators with before building it (None: build it as they stand)."""
 
-    pass_seed: int
+    seed: int | None
     index: Any
+
+
+GRANULARITIES = ("batch", "sample")
+
+
+def keyed_batches(batches: Iterable[list], first: int, pass_seed: int, granularity: str) -> Iterator[list]:
+    """The batches of indices ``batches`` (the first of which is batch number ``first`` of its pass),
+    as lists of ``SampleKey``: with ``granularity="sample"`` every sample is seeded from
+    ``sample_seed(pass_seed, index)``; with ``"batch"`` the first sample of each batch is seeded from
+    ``sample_seed(pass_seed, batch number)`` and the others continue its stream."""
+    if granularity == "sample":
+        for batch in batches:
+            yield [SampleKey(sample_seed(pass_seed, index), index) for index in batch]
+        return
+    for number, batch in enumerate(batches, first):
+        # Only the first is a key: SeededSamples builds the plain indices after it unseeded.
+        yield [SampleKey(sample_seed(pass_seed, number), batch[0]), *batch[1:]] if batch else batch
 
 
 class SeededSamples(Dataset):
     """A map-style dataset that seeds the global generators before building each sample, then returns
     ``dataset[index]``.
 
-    Read with a ``SampleKey(pass_seed, index)`` (what the DeterministicEngine's sampler yields), it
-    seeds from ``sample_seed(pass_seed, index)``. Read with a plain index inside a DataLoader worker
+    Read with a ``SampleKey(seed, index)`` (what the DeterministicEngine's sampler yields), it seeds
+    from ``seed`` unless it is None. Read with a plain index inside a DataLoader worker
     (a loader built by hand, e.g. ``StatefulDataLoader(SeededSamples(dataset), num_workers=2)``), it
     seeds from the iterator's base seed and the index: the base seed is drawn from the loader's
     ``generator`` once per pass and is the same in every worker, and torchdata's
@@ -106,10 +130,6 @@ class SeededSamples(Dataset):
 
     ``len()`` is the dataset's, and other attributes are read from the dataset
     (``loader.dataset.classes`` still works)."""
-
-    # None, not a method: the DataLoader then fetches sample by sample, each with its own seeding,
-    # even when the wrapped dataset has a __getitems__ of its own (which __getattr__ would expose).
-    __getitems__ = None
 
     def __init__(self, dataset: Any) -> None:
         if isinstance(dataset, SeededSamples):
@@ -123,15 +143,34 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key: Any) -> Any:
         if type(key) is SampleKey:
-            pass_seed, index = key
+            seed, index = key
+            if seed is not None:
+                _seed_generators(seed)
+            return self.dataset[index]
         else:
             index = key
             worker = get_worker_info()
             if worker is None:
                 return self.dataset[index]  # a plain index in the main process: nothing to seed from
-            pass_seed = worker.seed - worker.id  # the iterator's base seed, the same in every worker
-        _seed_generators(sample_seed(pass_seed, index))
+            base_seed = worker.seed - worker.id  # the iterator's, the same in every worker
+        _seed_generators(sample_seed(base_seed, index))
         return self.dataset[index]
+
+    def __getitems__(self, keys: list) -> list:
+        """A batch, as the DataLoader fetches it: the keyed samples seeded, the plain indices after a
+        key built as the generators stand (a batch seeded once). The wrapped dataset's own
+        ``__getitems__``, if any, is not used."""
+        if not keys or type(keys[0]) is not SampleKey:
+            return [self[key] for key in keys]
+        dataset = self.dataset
+        samples = []
+        for key in keys:
+            if type(key) is SampleKey:
+                seed, key = key
+                if seed is not None:
+                    _seed_generators(seed)
+            samples.append(dataset[key])
+        return samples
 
     def __len__(self) -> int:
         return len(self.dataset)
