@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from nbengine.engine import Events
-from nbengine.widgets.plots import LossData
+from nbengine.plotting import LossData
 
 __all__ = ["LossSource", "current_timeline"]
 

@@ -48,8 +48,10 @@ from nbengine.handlers.replay import EpochReplay
 from nbengine.handlers.timeline import EventTimeline
 from nbengine.widgets.checkpoints_view import CheckpointsView
 from nbengine.widgets.controls import CONTROL_HELP, CONTROL_LABELS, RUN_CONTROLS, control_reasons
+from nbengine import plotting
 from nbengine.widgets.loss_source import LossSource
-from nbengine.widgets.plots import LossPlot
+from nbengine.widgets.plot_renderer import PlotRenderer
+from nbengine.widgets.refresh import PlotSchedule, PlotThread
 from nbengine.widgets.session import KernelSession
 from nbengine.widgets.state_view import read_state, state_html, status_badge_html
 from nbengine.widgets.timeline_view import TimelineView
@@ -117,9 +119,13 @@ class TrainingPanel:
             History feeds the loss plot when ``history`` is not given.
         key: what identifies "the same cell" for re-runs; by default the running cell.
         refresh_interval: seconds between display refreshes while something changes.
-        plot_interval: the least seconds between two plot redraws while training runs.
-        plot_budget: the largest share of time plot drawing may take while training runs.
+        plot_interval: seconds between two loss-plot redraws while training runs.
+        plot_budget: the largest share of the kernel's time that plot drawing may take while
+            training runs (drawings while paused are not counted). The plots are drawn in a
+            helper process, which costs the kernel about a millisecond per drawing.
         timeline_capacity: events the timeline keeps.
+        draw_in_process: draw the plots in the kernel's process instead of a helper process
+            (slower for training: drawing then holds the interpreter lock).
     """
 
     def __init__(
@@ -137,8 +143,9 @@ class TrainingPanel:
         key: str | None = None,
         refresh_interval: float = 0.25,
         plot_interval: float = 1.0,
-        plot_budget: float = 0.01,
+        plot_budget: float = 0.03,
         timeline_capacity: int = 2000,
+        draw_in_process: bool = False,
     ) -> None:
         if not isinstance(trainer, Engine):
             raise TypeError(f"trainer should be an nbengine Engine, got {trainer!r} of type {type(trainer).__name__}")
@@ -186,17 +193,22 @@ class TrainingPanel:
 
         #: Exceptions raised by buttons and refreshes, newest last (also shown in the message line).
         self.errors: deque[BaseException] = deque(maxlen=20)
-        #: Refreshes done so far (including those that found nothing new), and plots drawn so far.
+        #: Refreshes done so far (including those that found nothing new), plots drawn so far (loss
+        #: and timeline), and of them the loss plots.
         self.refresh_count = 0
         self.plot_count = 0
+        self.loss_plot_count = 0
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._wake = threading.Event()
         self._plots_dirty = True
         self._listing_dirty = checkpoint is not None
         self._listing_signature: int | None = None
-        self._next_plot_at = 0.0
-        self._loss_version = -1
+        self._plot_lock = threading.Lock()
+        self._loss_schedule = PlotSchedule(self._plot_interval, self._plot_budget)
+        self._renderer = PlotRenderer(in_process=draw_in_process)
+        #: (width, height, dpi) of the loss plot image.
+        self.loss_plot_size = (640, 320, 80)
         self._shown_signature: tuple | None = None
         self._view_version = 0
         # The epoch a background replay is replaying (None: no replay running), and its thread.
@@ -216,6 +228,7 @@ class TrainingPanel:
         self._replace_earlier_panel()
         self._unregister_after_cell = self._session.after_each_cell(self._after_cell)
 
+        self._plot_thread = PlotThread(self._draw_due_plots, lambda error: self._report_error("plot", error), refresh_interval)
         self.refresh()
         self._refresher = threading.Thread(target=self._refresh_loop, name="nbengine-panel-refresh", daemon=True)
         self._refresher.start()
@@ -259,8 +272,7 @@ class TrainingPanel:
         self.state_view = widgets.HTML(layout=widgets.Layout(width="340px"))
         self.state_view.add_class("nbengine-state-view")
 
-        self.loss_plot = LossPlot()
-        self.loss_image = widgets.Image(format="png", layout=widgets.Layout(width="640px"))
+        self.loss_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="640px", height="auto"))
         self.loss_image.add_class("nbengine-loss-plot")
         self.log_scale = widgets.Checkbox(value=False, description="log scale", indent=False)
         self.log_scale.observe(self._on_view_option, names="value")
@@ -271,7 +283,7 @@ class TrainingPanel:
             f"<span class='nbengine-note' style='color:#757575;font-size:12px'>{html.escape(validation_note)}</span>"
         )
 
-        self.timeline_view = TimelineView(self.timeline)
+        self.timeline_view = TimelineView(self.timeline, self._renderer.render)
         self.timeline_view.filter.observe(self._on_view_option, names="value")
 
         checkpoint_note = (
@@ -383,13 +395,20 @@ class TrainingPanel:
     def wait(self, timeout: float | None = None) -> Any:
         """Wait for a replay started by the Replay button and for the background run to end
         (finished, paused or failed), each for up to ``timeout`` seconds, and return the trainer's
-        state; re-raises the run's exception (as ``trainer.wait()`` does, on every call)."""
+        state, with the display (plots included) showing it; re-raises the run's exception (as
+        ``trainer.wait()`` does, on every call)."""
         replay_thread = self._replay_thread
         if replay_thread is not None:
             replay_thread.join(timeout)
             if replay_thread.is_alive():
                 raise TimeoutError(f"the replay of epoch {self._replaying_epoch} is still running after {timeout} s")
-        return self.trainer.wait(timeout)
+        try:
+            return self.trainer.wait(timeout)
+        finally:
+            if self.trainer.status != RUNNING and not self._closed.is_set():
+                # The display shows the run as it ended when this returns (a saved notebook keeps it).
+                self.refresh()
+                self._draw_due_plots()
 
     def refresh(self) -> None:
         """Bring the display up to date now (any thread)."""
@@ -415,6 +434,8 @@ class TrainingPanel:
         if stop_run:
             self._stop_engine_for_rerun()
         self._unregister_after_cell()
+        self._plot_thread.close()
+        self._renderer.close()
         self.timeline.detach()
         self.loss_source.detach()
         if unregister:
@@ -739,9 +760,6 @@ class TrainingPanel:
     def _on_view_option(self, change: Any) -> None:
         self._view_version += 1
         self.timeline_view.force()
-        self._loss_version = -1
-        # Asked for by the user: drawn now, whatever the budget.
-        self._next_plot_at = 0.0
         self._guarded("refresh", self.refresh)()
 
     def _refresh_loop(self) -> None:
@@ -788,35 +806,47 @@ class TrainingPanel:
         self._update_checkpoint_controls(status)
         if self.timeline_view.changed_since_table():
             self.timeline_view.update_table()
-        self._refresh_plots(status == RUNNING)
+        self._plot_thread.wake()
         # The status last: once the front end shows a new status, the rest of this refresh is there.
         position = f"epoch {snapshot.epoch}, iteration {snapshot.iteration} ({snapshot.last_event or '—'})"
         self.status_badge.value = status_badge_html(status, position)
         self.refresh_count += 1
 
-    def _refresh_plots(self, running: bool) -> None:
-        # While training runs, only the loss plot is redrawn, at most every plot_interval and within
-        # plot_budget of the time: drawing competes with training for the interpreter lock. The
-        # budget counts every drawing, also those done while the run was still (a pause, a step),
-        # so pausing often does not add drawing to the run. The timeline plot spans the last few
-        # thousand events (a fraction of a second while running), so it is redrawn when the run
-        # stops moving: paused, stepped, done.
-        loss_changed = self.loss_source.version != self._loss_version
-        timeline_changed = not running and self.timeline_view.changed_since_plot()
-        if not (loss_changed or timeline_changed):
-            return
-        if running and time.monotonic() < self._next_plot_at:
-            return
-        began = time.perf_counter()
-        if loss_changed:
-            version = self.loss_source.version
-            self.loss_image.value = self.loss_plot.render(
-                self.loss_source.loss_data(), log_scale=self.log_scale.value, subtitle=self._position()
-            )
-            self._loss_version = version
-            self.plot_count += 1
-        if timeline_changed:
+    def _loss_signature(self, status: str) -> tuple:
+        return (self.loss_source.version, self._position(), status, self.log_scale.value, self._view_version)
+
+    def _draw_due_plots(self) -> float | None:
+        """Draw what is due (on the plot thread, or in ``wait()``); return the seconds until the loss
+        plot is next due."""
+        with self._plot_lock:
+            if self._closed.is_set():
+                return None
+            return self._draw_due_plots_locked()
+
+    def _draw_due_plots_locked(self) -> float | None:
+        status = self.trainer.status
+        running = status == RUNNING
+        signature = self._loss_signature(status)
+        due_in = self._loss_schedule.due_in(signature, running, time.monotonic())
+        if due_in == 0.0:
+            # Only this thread's CPU time is charged: waiting for the drawing process is not the kernel's.
+            began = time.thread_time()
+            data = self.loss_source.loss_data()
+            curves = plotting.decimate_outputs(data.iterations, data.outputs)
+            options = {"log_scale": signature[3], "title": signature[1]}
+            png = self._renderer.render("loss", self.loss_plot_size, (curves, data.metrics), options)
+            with self._lock:
+                if self._closed.is_set():
+                    return None
+                self.loss_image.value = png
+                self.loss_plot_count += 1
+                self.plot_count += 1
+            self._loss_schedule.drawn(signature, running, time.thread_time() - began, time.monotonic())
+            due_in = None
+        if not running and self.timeline_view.changed_since_plot():
+            # The timeline plot spans the last few thousand events, a fraction of a second while
+            # running: it is drawn when the run stands still.
+            # Not under the panel's lock: the State view need not wait for this drawing.
             self.timeline_view.update_plot()
             self.plot_count += 1
-        spent = time.perf_counter() - began
-        self._next_plot_at = max(self._next_plot_at, time.monotonic() + max(self._plot_interval, spent / self._plot_budget))
+        return due_in

@@ -10,12 +10,13 @@ it may run on any thread; the panel decides when.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import ipywidgets as widgets
 
+import numpy as np
+
 from nbengine.handlers.timeline import EventTimeline, TimelineEntry
-from nbengine.widgets.plots import TimelinePlot
 
 __all__ = ["TimelineView", "timeline_table_html"]
 
@@ -83,8 +84,9 @@ def _short(qualname: str) -> str:
 class TimelineView:
     """Filter dropdown, table and plot of one ``EventTimeline``."""
 
-    def __init__(self, timeline: EventTimeline, rows: int = 14) -> None:
+    def __init__(self, timeline: EventTimeline, render: Callable[..., bytes], rows: int = 14) -> None:
         self.timeline = timeline
+        self._render = render
         self.rows = rows
         self._first_seen: list[str] = []
         self._names: set[str] = set()
@@ -95,7 +97,8 @@ class TimelineView:
             layout=widgets.Layout(width="280px"),
         )
         self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
-        self.plot = TimelinePlot()
+        #: (width, height, dpi) of the plot image.
+        self.plot_size = (480, 300, 80)
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="480px"))
         self.image.add_class("nbengine-timeline-plot")
         self._shown_count = -1
@@ -147,7 +150,16 @@ class TimelineView:
         if entries:
             last = entries[-1]
             title = f"the last {len(entries)} events, up to #{last.seq} (epoch {last.epoch}, iteration {last.iteration})"
-        self.image.value = self.plot.render(entries, names, title)
+        rows = {name: index for index, name in enumerate(names)}
+        timed = [entry for entry in entries if entry.handlers]
+        arrays = (
+            np.fromiter((entry.time for entry in entries), dtype=float, count=len(entries)),
+            np.fromiter((rows.get(entry.event, -1) for entry in entries), dtype=float, count=len(entries)),
+            list(names),
+            np.fromiter((entry.time for entry in timed), dtype=float, count=len(timed)),
+            np.fromiter((entry.handler_seconds * 1e3 for entry in timed), dtype=float, count=len(timed)),
+        )
+        self.image.value = self._render("timeline", self.plot_size, arrays, {"title": title})
         self._plotted_count = count
 
     def force(self) -> None:

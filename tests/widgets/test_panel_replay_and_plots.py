@@ -13,13 +13,17 @@ from PIL import Image
 from nbengine.engine import Engine, Events
 from nbengine.handlers import EpochReplay, History
 from nbengine.widgets.loss_source import current_timeline
-from nbengine.widgets.plots import LossData, LossPlot, min_max_envelope, trailing_mean
 
 from ._training import DeterministicMlp, Mlp, wait_until
 
 
 def png_size(data: bytes) -> tuple[int, int]:
     return Image.open(io.BytesIO(data)).size
+
+
+def loss_plot_current(panel) -> bool:
+    """Whether the loss plot on screen shows what the panel would draw now."""
+    return panel._loss_schedule.due_in(panel._loss_signature(panel.trainer.status), False, 0.0) is None
 
 
 def test_replay_of_an_epoch_shows_that_it_reproduced(make_panel):
@@ -108,8 +112,8 @@ def test_the_loss_plot_reads_a_given_history(make_panel):
     snapshot = history.snapshot()
     assert data.iterations.tolist() == list(range(1, 16))
     assert data.outputs.tolist() == snapshot.values[:, 0].tolist()
-    wait_until(lambda: panel.plot_count >= 1 and panel._loss_version == panel.loss_source.version, what="a loss plot of the finished run")
-    assert png_size(panel.loss_image.value) == (640, 300)
+    wait_until(lambda: panel.loss_plot_count >= 1 and loss_plot_current(panel), what="a loss plot of the finished run")
+    assert png_size(panel.loss_image.value) == (640, 320)
 
 
 def test_the_own_recorder_and_the_evaluator_metrics_feed_the_loss_plot(make_panel):
@@ -138,49 +142,18 @@ def test_after_a_load_the_plot_shows_the_run_as_it_stands():
     assert current_timeline(np.array([])).tolist() == []
 
 
-def test_decimation_keeps_every_spike_and_bounds_the_points():
-    n = 1_000_000
-    x = np.arange(n, dtype=float)
-    y = np.zeros(n)
-    y[123_457] = 50.0
-    y[876_543] = -7.0
-    starts, lows, highs = min_max_envelope(x, y, 500)
-    assert len(starts) == 500
-    assert highs.max() == 50.0 and lows.min() == -7.0
-    plot = LossPlot(max_points=2000)
-    png = plot.render(LossData(x, y, {}))
-    assert png_size(png) == (640, 300)
-    drawn = len(plot._band.get_xy()) + len(plot._smooth.get_xdata())
-    assert drawn <= 2000 + 1  # the polygon repeats its first vertex to close
-    band_y = plot._band.get_xy()[:, 1]
-    assert band_y.max() == 50.0 and band_y.min() == -7.0
-
-
-def test_short_histories_are_drawn_point_by_point():
-    plot = LossPlot(max_points=2000)
-    x = np.arange(1, 101, dtype=float)
-    plot.render(LossData(x, np.sqrt(x), {}))
-    assert plot._raw.get_xdata().tolist() == x.tolist() and not plot._band.get_visible()
-
-
-def test_trailing_mean():
-    y = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert trailing_mean(y, 2).tolist() == [1.0, 1.5, 2.5, 3.5, 4.5]
-    assert trailing_mean(y, 3, at=np.array([0, 4])).tolist() == [1.0, 4.0]
-
-
 def test_log_scale_toggle_redraws_the_loss_plot_on_a_log_axis(make_panel):
     mlp = Mlp(batches=5)
     panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=2)
     panel.start().wait(timeout=60)
-    wait_until(lambda: panel._loss_version == panel.loss_source.version, what="the final loss plot")
+    wait_until(lambda: loss_plot_current(panel), what="the final loss plot")
     linear = panel.loss_image.value
-    assert panel.loss_plot.axes.get_yscale() == "linear"
     panel.log_scale.value = True
-    assert panel.loss_plot.axes.get_yscale() == "log"
-    assert panel.loss_image.value != linear
+    wait_until(lambda: panel.loss_image.value != linear, what="the loss plot on a log axis")
+    logarithmic = panel.loss_image.value
     panel.log_scale.value = False
-    assert panel.loss_plot.axes.get_yscale() == "linear"
+    wait_until(lambda: panel.loss_image.value not in (logarithmic,), what="the loss plot on a linear axis again")
+    assert panel.loss_image.value == linear
 
 
 def test_plots_are_throttled_by_time_while_running_and_follow_steps_when_paused(make_panel):
@@ -188,27 +161,33 @@ def test_plots_are_throttled_by_time_while_running_and_follow_steps_when_paused(
     # An hour between plot redraws while running: none until the run stops moving.
     panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100_000, plot_interval=3600.0).start()
     wait_until(lambda: mlp.trainer.state.iteration >= 20, what="20 iterations")
-    drawn = panel.plot_count
+    wait_until(lambda: panel.loss_plot_count >= 1, what="the first drawing")
+    drawn = panel.loss_plot_count
     image = panel.loss_image.value
     count = panel.refresh_count
     wait_until(lambda: panel.refresh_count >= count + 4, what="four more refreshes")
-    assert panel.loss_source.version > panel._loss_version  # there is news, but it is not drawn yet
-    assert (panel.plot_count, panel.loss_image.value) == (drawn, image)
+    assert not loss_plot_current(panel)  # there is news, but it is not drawn yet
+    assert (panel.loss_plot_count, panel.loss_image.value) == (drawn, image)
     panel.buttons["pause"].click()
-    assert panel.plot_count > drawn and panel.loss_image.value != image
-    after_pause = panel.plot_count
+    wait_until(lambda: panel.loss_image.value != image and loss_plot_current(panel), what="the plot of the paused run")
+    after_pause = panel.loss_image.value
+    timeline = panel.timeline_view.image.value
     panel.buttons["step"].click()
-    # One step: the loss plot and the timeline plot are both redrawn at once.
-    assert panel.plot_count == after_pause + 2
+    # One step: the loss plot and the timeline plot are both redrawn.
+    wait_until(lambda: panel.loss_image.value != after_pause, what="the loss plot after the step")
+    wait_until(lambda: panel.timeline_view.image.value != timeline, what="the timeline plot after the step")
+    assert not panel.errors
 
 
-def test_while_running_the_loss_plot_is_redrawn_once_due(make_panel):
+def test_while_running_the_loss_plot_is_redrawn_every_interval_and_the_timeline_waits(make_panel):
     mlp = Mlp()
-    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100_000, plot_interval=0.05, plot_budget=1.0).start()
-    wait_until(lambda: mlp.trainer.state.iteration >= 20, what="20 iterations")
-    image = panel.loss_image.value
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100_000, plot_interval=0.05).start()
+    # Two drawings: the first call of the plot thread (timeline included) is over.
+    wait_until(lambda: mlp.trainer.state.iteration >= 20 and panel.loss_plot_count >= 2, what="20 iterations")
     timeline_image = panel.timeline_view.image.value
-    wait_until(lambda: panel.loss_image.value != image and mlp.trainer.status == "running", what="a redraw while running")
+    seen = set()
+    wait_until(lambda: seen.add(panel.loss_image.value) or len(seen) >= 4, what="four drawings while running")
+    assert mlp.trainer.status == "running"
     # The timeline plot waits for the run to stop moving.
     assert panel.timeline_view.image.value == timeline_image
     assert not panel.errors
@@ -244,6 +223,7 @@ def test_the_timeline_view_lists_recent_events_and_filters_them(make_panel):
     table = panel.timeline_view.table.value
     names = re.findall(r"<td><code>(\w+)</code></td>", table)
     assert names == ["iteration_completed"] * 3
+    wait_until(lambda: panel.timeline_view.image.value, what="the timeline plot")
     assert png_size(panel.timeline_view.image.value) == (480, 300)
     assert not panel.errors
 
