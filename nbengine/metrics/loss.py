@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from nbengine.metrics.metric import Metric, NotComputableError, _describe, _identity
+from nbengine.exceptions import NotComputableError
+from nbengine.metrics.metric import Metric, _describe, _identity, reinit__is_reduced, sync_all_reduce
 
 __all__ = ["Loss"]
 
@@ -38,7 +39,7 @@ class Loss(Metric):
         loss_fn: Callable[..., torch.Tensor],
         output_transform: Callable[[Any], Any] = _identity,
         batch_size: Callable[[Any], int] = len,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = torch.device("cpu"),
         skip_unrolling: bool = False,
     ) -> None:
         if not callable(loss_fn):
@@ -49,10 +50,12 @@ class Loss(Metric):
         self._batch_size = batch_size
         super().__init__(output_transform=output_transform, device=device, skip_unrolling=skip_unrolling)
 
+    @reinit__is_reduced
     def reset(self) -> None:
-        self._sum = torch.tensor(0.0, dtype=torch.float64, device=self._device)
+        self._sum = torch.tensor(0.0, dtype=self._double_dtype, device=self._device)
         self._num_examples = 0
 
+    @reinit__is_reduced
     def update(self, output: Any) -> None:
         if not isinstance(output, (tuple, list)) or len(output) not in (2, 3):
             raise TypeError(
@@ -65,16 +68,17 @@ class Loss(Metric):
         average_loss = self._loss_fn(y_pred, y, **kwargs)
         if not isinstance(average_loss, torch.Tensor) or average_loss.ndim != 0:
             raise ValueError(
-                f"{self._label()}: loss_fn returned {_describe(average_loss)}; expected the batch average as a 0-d "
-                "tensor (use reduction='mean')"
+                f"loss_fn did not return the average loss. {self._label()}: loss_fn returned {_describe(average_loss)}; "
+                "expected the batch average as a 0-d tensor (use reduction='mean')"
             )
         count = self._batch_size(y)
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise ValueError(f"{self._label()}: batch_size(y) returned {count!r}; expected a non-negative int")
-        self._sum += average_loss.detach().to(device=self._device, dtype=torch.float64) * count
+        self._sum += average_loss.detach().to(device=self._device, dtype=self._double_dtype) * count
         self._num_examples += count
 
+    @sync_all_reduce("_sum", "_num_examples")
     def compute(self) -> float:
         if self._num_examples == 0:
-            raise NotComputableError(f"{self._label()}: needs at least one example before it can be computed")
+            raise NotComputableError("Loss must have at least one example before it can be computed.")
         return self._sum.item() / self._num_examples

@@ -9,6 +9,8 @@ from nbengine.utils.seed import (
     set_rng_states,
 )
 from nbengine.utils.tensors import apply_to_tensor, apply_to_type, convert_tensor
+from nbengine.utils.tree import tree_map
+from nbengine.utils.tree import tree_map as _tree_map  # ignite's private name, used by ported code
 
 __all__ = [
     "check_rng_states",
@@ -20,4 +22,5 @@ __all__ = [
     "apply_to_tensor",
     "apply_to_type",
     "convert_tensor",
+    "tree_map",
 ]

@@ -1,6 +1,7 @@
 """Accuracy against scikit-learn's accuracy_score for the binary, multiclass and multilabel cases, and its errors."""
 
 import doctest
+import io
 
 import numpy as np
 import pytest
@@ -93,41 +94,58 @@ def test_on_an_evaluator_engine():
     assert state.metrics["accuracy"] == accuracy_score(y.numpy(), logits.argmax(1).numpy())
 
 
-def test_state_dict_keeps_the_case():
-    accuracy = Accuracy()
-    accuracy.update((torch.tensor([[0.1, 0.9]]), torch.tensor([1])))
-    restored = Accuracy()
-    restored.load_state_dict(accuracy.state_dict())
-    with pytest.raises(ValueError, match=r"this update is binary \(y_pred \(1,\), y \(1,\)\), but earlier updates since the last reset were multiclass with 2 classes"):
-        restored.update((torch.tensor([1]), torch.tensor([1])))
-    restored.update((torch.tensor([[0.8, 0.2]]), torch.tensor([1])))
-    assert restored.compute() == 0.5
+def test_state_dict_resumes_the_counts_exactly():
+    generator = torch.Generator().manual_seed(8)
+    scores = torch.randn(30, 4, generator=generator)
+    y = torch.randint(0, 4, (30,), generator=generator)
+    uninterrupted = Accuracy()
+    for y_pred_part, y_part in batches(scores, y, size=10):
+        uninterrupted.update((y_pred_part, y_part))
+    first = Accuracy()
+    first.update((scores[:10], y[:10]))
+    saved = torch.load(_saved(first.state_dict()), weights_only=True)
+    resumed = Accuracy()
+    resumed.load_state_dict(saved)
+    for y_pred_part, y_part in batches(scores[10:], y[10:], size=10):
+        resumed.update((y_pred_part, y_part))
+    assert resumed.compute() == uninterrupted.compute()
+    assert list(saved["__metric_state_per_rank"][0]) == ["_num_correct", "_num_examples"]
+
+
+def _saved(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return buffer
 
 
 @pytest.mark.parametrize(
     ("metric", "updates", "error", "message"),
     [
         (Accuracy(), [(torch.randn(4, 3), torch.randint(0, 3, (5,)))], ValueError,
-         r"Accuracy: y_pred has shape \(4, 3\) and y has shape \(5,\); expected y_pred of shape \(N, C, \.\.\.\) and y "
-         r"of shape \(N, \.\.\.\) with the same N and trailing dimensions, i\.e\. y of shape \(4,\)"),
+         r"Accuracy: y and y_pred must have compatible shapes\. y_pred has shape \(4, 3\) and y has shape \(5,\); "
+         r"expected y of shape \(4,\)"),
         (Accuracy(), [(torch.randn(4, 3, 2), torch.randint(0, 3, (4,)))], ValueError,
-         r"Accuracy: y_pred has shape \(4, 3, 2\) and y has shape \(4,\); expected y_pred \(N, C, \.\.\.\) with y "
-         r"\(N, \.\.\.\) for multiclass, or both of the same shape"),
-        (Accuracy(), [(torch.randn(4, 3), torch.tensor([0.0, 1.0, 2.0, 1.0]))], TypeError,
-         r"Accuracy: multiclass y has dtype torch.float32; expected integer class indices"),
-        (Accuracy(), [(torch.randn(4, 3), torch.tensor([0, 1, 3, -1]))], ValueError,
-         r"Accuracy: multiclass y holds class indices from -1 to 3; expected indices in \[0, 2\] for y_pred of shape "
-         r"\(4, 3\) \(3 classes\)"),
+         r"Accuracy: y must have shape of \(batch_size, \.\.\.\) and y_pred must have shape of \(batch_size, "
+         r"num_categories, \.\.\.\) or \(batch_size, \.\.\.\), but given torch.Size\(\[4\]\) vs "
+         r"torch.Size\(\[4, 3, 2\]\)"),
         (Accuracy(), [(torch.tensor([0.2, 0.7]), torch.tensor([0, 1]))], ValueError,
-         r"Accuracy: binary y_pred of shape \(2,\) holds values other than 0 and 1 \(e\.g\. \[0\.2"),
+         r"Accuracy: For binary cases, y_pred must be comprised of 0's and 1's\. y_pred of shape \(2,\) holds other "
+         r"values \(e\.g\. \[0\.2"),
         (Accuracy(), [(torch.tensor([0, 1]), torch.tensor([0, 2]))], ValueError,
-         r"Accuracy: binary y of shape \(2,\) holds values other than 0 and 1 \(e\.g\. \[2\]\)"),
+         r"Accuracy: For binary cases, y must be comprised of 0's and 1's\. y of shape \(2,\) holds other values "
+         r"\(e\.g\. \[2\]\)"),
         (Accuracy(is_multilabel=True), [(torch.ones(4, 3), torch.ones(4, 2))], ValueError,
-         r"Accuracy: multilabel y_pred has shape \(4, 3\) and y has shape \(4, 2\); expected both of the same shape "
-         r"\(N, C, \.\.\.\) with C > 1"),
+         r"Accuracy: y and y_pred must have compatible shapes\. y_pred has shape \(4, 3\) and y has shape \(4, 2\)"),
+        (Accuracy(is_multilabel=True), [(torch.ones(4, 1), torch.ones(4, 1))], ValueError,
+         r"Accuracy: y and y_pred must have same shape of \(batch_size, num_categories, \.\.\.\) and "
+         r"num_categories > 1\. Given multilabel y_pred \(4, 1\) and y \(4, 1\)"),
         (Accuracy(), [(torch.randn(2, 3), torch.tensor([0, 1])), (torch.randn(2, 4), torch.tensor([0, 1]))], ValueError,
-         r"Accuracy: this update is multiclass with 4 classes \(y_pred \(2, 4\), y \(2,\)\), but earlier updates since "
-         r"the last reset were multiclass with 3 classes"),
+         r"Accuracy: Input data number of classes has changed from 3 to 4 \(y_pred \(2, 4\), y \(2,\)\); expected "
+         r"the same number until the next reset"),
+        (Accuracy(), [(torch.randn(2, 3), torch.tensor([0, 1])), (torch.tensor([1, 0]), torch.tensor([0, 1]))],
+         RuntimeError,
+         r"Accuracy: Input data type has changed from multiclass to binary \(y_pred \(2,\), y \(2,\)\)"),
         (Accuracy(), [[torch.ones(2)]], TypeError,
          r"Accuracy: update takes \(y_pred, y\), a pair of tensors; got a list of 1 items"),
         (Accuracy(), [(torch.ones(2), [1, 0])], TypeError, r"Accuracy: y should be a torch.Tensor, got a list of 2 items"),
@@ -143,12 +161,13 @@ def test_bad_inputs_are_refused_naming_the_metric_and_shapes(metric, updates, er
 def test_errors_name_the_attached_metric():
     evaluator = Engine(lambda engine, batch: batch)
     Accuracy().attach(evaluator, "val_acc")
-    with pytest.raises(ValueError, match=r"Accuracy \('val_acc'\): y_pred has shape \(2, 3\) and y has shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"Accuracy \('val_acc'\): y and y_pred must have compatible shapes\. y_pred has "
+                       r"shape \(2, 3\) and y has shape \(3,\)"):
         evaluator.run([(torch.randn(2, 3), torch.tensor([0, 1, 2]))])
 
 
 def test_constructor_and_compute_errors():
-    with pytest.raises(TypeError, match="Accuracy: argument is_multilabel should be a bool, got 'yes'"):
+    with pytest.raises(TypeError, match="Argument is_multilabel should be a bool, got 'yes'"):
         Accuracy(is_multilabel="yes")
-    with pytest.raises(NotComputableError, match="Accuracy: needs at least one example"):
+    with pytest.raises(NotComputableError, match="^Accuracy must have at least one example before it can be computed.$"):
         Accuracy().compute()

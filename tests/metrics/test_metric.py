@@ -159,26 +159,31 @@ def test_result_mappings_are_written_key_by_key():
     assert engine.run([1, 2]).metrics == {"sum": 3, "double": 6, "pair": {"sum": 3, "double": 6}}
     clashing = Engine(lambda engine, batch: batch)
     Pair().attach(clashing, "sum")
-    with pytest.raises(ValueError, match=r"Pair \('sum'\): the result's keys \['sum', 'double'\] include the name 'sum'"):
+    with pytest.raises(ValueError, match=r"Pair \('sum'\): Argument name 'sum' is conflicting with mapping keys: \['sum', 'double'\] of its result"):
         clashing.run([1])
 
 
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda: Average(output_transform=3), TypeError, "Average: argument output_transform should be callable, got 3"),
-        (lambda: Average(device=0), TypeError, r"Average: argument device should be a str or torch.device, got 0 \(int\)"),
+        (lambda: Average(output_transform=3), TypeError, r"Average: Argument output_transform should be callable, got <class 'int'> \(3\)"),
+        (lambda: Average(device=0), TypeError, r"Average: Argument device should be a str or torch.device, got 0 \(int\)"),
         (lambda: Average().attach(Engine(lambda e, b: b), "m", usage="weekly"), ValueError,
-         r"Argument usage should be one of \['epoch_wise', 'running_epoch_wise', 'batch_wise', 'running_batch_wise', "
-         r"'single_epoch_running_batch_wise'\] or a MetricUsage, got 'weekly'"),
+         r"Argument usage should be '\(Running\)EpochWise.usage_name' or '\(\(SingleEpoch\)Running\)BatchWise.usage_name', "
+         r"got 'weekly' \(one of \['epoch_wise', 'running_epoch_wise', 'batch_wise', 'running_batch_wise', "
+         r"'single_epoch_running_batch_wise'\] or a MetricUsage\)"),
         (lambda: Average().attach(Engine(lambda e, b: b), "m", usage=3), TypeError,
-         r"Argument usage should be a usage name \(str\) or a MetricUsage instance, got 3 \(int\)"),
+         r"Unhandled usage type <class 'int'>: argument usage should be a usage name or a MetricUsage"),
         (lambda: Average().attach(object(), "m"), TypeError, "Average: argument engine should be an Engine"),
-        (lambda: Average().attach(Engine(lambda e, b: b), ""), TypeError,
-         "Average: argument name should be a non-empty str, got ''"),
-        (lambda: Average().compute(), NotComputableError, "Average: needs at least one example"),
+        (lambda: Average().attach(Engine(lambda e, b: b), 3), TypeError, "Average: argument name should be a str, got 3"),
+        (lambda: Average().compute(), NotComputableError, "Average must have at least one example"),
         (lambda: Average().load_state_dict({"accumulator": 0}), ValueError,
-         r"Average: argument state_dict lacks the keys \['num_examples'\]"),
+         r"Average: Incorrect state_dict object\. Argument state_dict should be a dictionary provided by "
+         r"Metric\.state_dict\(\)\. Expected single key: __metric_state_per_rank, but given \['accumulator'\]"),
+        (lambda: Average().load_state_dict({"__metric_state_per_rank": [{"accumulator": 0}]}), ValueError,
+         r"Required state attribute 'num_examples' is absent in provided state_dict"),
+        (lambda: Average().load_state_dict(3), TypeError,
+         r"Average: Argument state_dict should be a dictionary, but given <class 'int'>"),
     ],
 )
 def test_bad_arguments_are_refused(call, error, message):
@@ -189,16 +194,16 @@ def test_bad_arguments_are_refused(call, error, message):
 def test_mapping_output_missing_keys_names_the_metric_and_the_keys():
     engine = Engine(lambda engine, batch: {"pred": torch.ones(1, 2)})
     Accuracy().attach(engine, "val_acc")
-    with pytest.raises(ValueError, match=r"Accuracy \('val_acc'\): the transformed engine output is a mapping with keys "
-                       r"\['pred'\]; expected the keys \['y_pred', 'y'\] \(missing \['y_pred', 'y'\]\)"):
+    with pytest.raises(ValueError, match=r"Accuracy \('val_acc'\): When transformed engine's output is a mapping, it should contain "
+                       r"\('y_pred', 'y'\) keys, but given \['pred'\]"):
         engine.run([0])
 
 
 def test_mapping_output_for_a_value_metric_is_refused():
     engine = Engine(lambda engine, batch: {"loss": 1.0})
     Average().attach(engine, "avg")
-    with pytest.raises(TypeError, match=r"Average \('avg'\): the transformed engine output is a mapping with keys "
-                       r"\['loss'\]; this metric takes the value itself"):
+    with pytest.raises(TypeError, match=r"Average \('avg'\): Transformed engine output for Average metric should be a tuple/list, but "
+                       r"given <class 'dict'> with keys \['loss'\]; this metric takes the value itself"):
         engine.run([0])
 
 
