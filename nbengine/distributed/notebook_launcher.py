@@ -28,7 +28,7 @@ convention), and returns a ``RankJob`` at once; ``job.wait()`` returns every ran
 - ``multiprocessing`` with ``spawn`` (the default of ``torch.multiprocessing`` and of
   ``Parallel`` outside IPython) pickles the function by reference. A function defined in a cell lives
   in the kernel's ``__main__``, which a spawned child does not have, and the child dies with
-  ``AttributeError: Can't get attribute 'train' on <module '__main__' ...>``.
+  ``AttributeError: Can't get attribute 'train' on <module '__main__' (built-in)>`` (tried).
 - ``fork`` (what Accelerate's ``notebook_launcher`` and Lightning's ``ddp_notebook`` use) copies a
   kernel that runs several threads (ZMQ I/O, heartbeat, history, control); a lock held by one of them
   at the fork stays held forever in the child. After CUDA it is fatal: "Cannot re-initialize CUDA in
