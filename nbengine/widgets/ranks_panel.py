@@ -1,0 +1,176 @@
+"""``RanksPanel``: one panel in the notebook over every rank of a multi-process job started with
+``nbengine.distributed.notebook_launcher.launch``.
+
+This module owns the panel's three parts and nothing of the job itself:
+
+- **controls**: Pause, Step, Step event, Step epoch, Resume, Stop and Save post requests to the job's
+  command log through a ``RemoteRun``; ``DistributedControl`` applies each at one boundary on every
+  rank, so every rank pauses, steps, saves and stops at the same place. Load and Replay are shown
+  off, with the reason: the command log has no request for them yet. A click never waits on a rank.
+- **views** (standard ipywidgets, HTML and PNG only, so a saved notebook renders them): a State table
+  with each rank's status, epoch and iteration; rank 0's training output (the loss), drawn with
+  ``nbengine.plotting.LossFigure``; and rank 0's recent events with their handler times
+  (``TimelineFigure``).
+- **refresh**: a daemon thread in the kernel reads the ranks' reports every ``interval`` seconds and
+  updates the views (plots only when rank 0 reported something new); it ends with a last refresh
+  when the job has ended, or on ``close()``.
+
+The ranks publish what the panel shows with ``nbengine.distributed.remote.RankReport``.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import traceback
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+
+from nbengine.distributed.remote import RemoteRun
+from nbengine.plotting import LossFigure, TimelineFigure, decimate_outputs
+from nbengine.widgets.state_view import status_badge_html
+
+__all__ = ["RanksPanel"]
+
+#: Shown on the buttons that the multi-process panel cannot offer yet.
+NOT_IN_COMMAND_LOG = ("not available for a multi-process job yet: DistributedControl's command log has no "
+                      "load or replay request")
+
+
+def ranks_table_html(ranks: list[dict | None]) -> str:
+    """Each rank's status, epoch and iteration, one row per rank."""
+    rows = []
+    for rank, report in enumerate(ranks):
+        if report is None:
+            cells = f"<td>{status_badge_html('starting')}</td><td></td><td></td>"
+        else:
+            cells = (f"<td>{status_badge_html(str(report['status']))}</td>"
+                     f"<td class='nbengine-epoch'>{int(report['epoch'])}</td>"
+                     f"<td class='nbengine-iteration'>{int(report['iteration'])}</td>")
+        rows.append(f"<tr class='nbengine-rank' data-rank='{rank}'><th>rank {rank}</th>{cells}</tr>")
+    header = "<tr><th></th><th>status</th><th>epoch</th><th>iteration</th></tr>"
+    return f"<table class='nbengine-ranks' style='border-spacing:10px 2px'>{header}{''.join(rows)}</table>"
+
+
+class RanksPanel:
+    """Controls and views over every rank of ``job`` (a ``RankJob``); display it with ``panel.widget``
+    or as a cell's last expression.
+
+    >>> RanksPanel(job)   # doctest: +SKIP
+    """
+
+    def __init__(self, job: Any, run: RemoteRun | None = None, interval: float = 0.5) -> None:
+        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
+            raise ValueError(f"Argument interval should be a positive number of seconds, but given {interval!r}")
+        self.job = job
+        self.run = run if run is not None else RemoteRun.of(job)
+        self.interval = float(interval)
+        self.buttons = self._make_buttons()
+        self.status = widgets.HTML()
+        self.state = widgets.HTML(ranks_table_html([None] * self.run.world_size))
+        self.loss = widgets.Image(format="png")
+        self.timeline = widgets.Image(format="png")
+        self.error = widgets.HTML()
+        self._loss_figure = LossFigure()
+        self._timeline_figure = TimelineFigure()
+        self._drawn_outputs = -1
+        self._drawn_events: Any = None
+        self._closed = threading.Event()
+        controls = widgets.HBox(list(self.buttons.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        plots = widgets.HBox([self.loss, self.timeline], layout=widgets.Layout(flex_flow="row wrap"))
+        self.widget = widgets.VBox([controls, self.status, self.state, plots, self.error])
+        self.refresh()
+        self._thread = threading.Thread(target=self._refresh_loop, name="nbengine-ranks-panel", daemon=True)
+        self._thread.start()
+
+    def _make_buttons(self) -> dict[str, widgets.Button]:
+        actions = {
+            "Pause": self.run.pause,
+            "Step": lambda: self.run.step(1),
+            "Step event": lambda: self.run.step(events=1),
+            "Step epoch": lambda: self.run.step(until="EPOCH_COMPLETED"),
+            "Resume": self.run.resume,
+            "Stop": self.run.stop,
+            "Save": self.run.save,
+        }
+        buttons = {}
+        for label, action in actions.items():
+            button = widgets.Button(description=label, layout=widgets.Layout(width="auto"))
+            button.on_click(lambda _, label=label, action=action: self._request(label, action))
+            buttons[label] = button
+        for label in ("Load", "Replay"):
+            buttons[label] = widgets.Button(description=label, disabled=True, tooltip=NOT_IN_COMMAND_LOG,
+                                            layout=widgets.Layout(width="auto"))
+        return buttons
+
+    def _request(self, label: str, action: Any) -> None:
+        try:
+            number = action()
+        except Exception as error:
+            # A refused request is shown in the panel, never lost in a callback.
+            self.error.value = f"<pre class='nbengine-error'>{html.escape(f'{label}: {error}')}</pre>"
+            return
+        self.status.value = self._status_html(f"{label} sent to every rank (request {number})")
+
+    def _status_html(self, detail: str) -> str:
+        return status_badge_html(self.job.status, detail)
+
+    # ------------------------------------------------------------------ refresh
+
+    def refresh(self) -> None:
+        """Read the ranks' reports now and update the views."""
+        ranks = self.run.ranks()
+        self.state.value = ranks_table_html(ranks)
+        done = self.job.done
+        for label, button in self.buttons.items():
+            if label not in ("Load", "Replay"):
+                button.disabled = done
+        if done:
+            self.status.value = self._status_html("the job has ended")
+        elif not self.status.value:
+            self.status.value = self._status_html("")
+        self._draw_loss()
+        self._draw_timeline()
+
+    def _draw_loss(self) -> None:
+        iterations, outputs = self.run.outputs()
+        if len(iterations) == self._drawn_outputs:
+            return
+        curves = decimate_outputs(np.asarray(iterations, dtype=float), np.asarray(outputs, dtype=float))
+        self.loss.value = self._loss_figure.render(curves)
+        self._drawn_outputs = len(iterations)
+
+    def _draw_timeline(self) -> None:
+        events = self.run.events()
+        if not events or events[-1] == self._drawn_events:
+            return
+        names = sorted({event[1] for event in events})
+        times = np.array([event[0] for event in events])
+        rows = np.array([names.index(event[1]) for event in events])
+        handler_times = np.array([event[0] for event in events for _ in event[4]])
+        handler_ms = np.array([seconds * 1000 for event in events for _, seconds in event[4]])
+        self.timeline.value = self._timeline_figure.render(times, rows, names, handler_times, handler_ms,
+                                                           title="rank 0: recent events")
+        self._drawn_events = events[-1]
+
+    def _refresh_loop(self) -> None:
+        while not self._closed.wait(self.interval):
+            try:
+                ended = self.job.done
+                self.refresh()
+            except Exception:
+                self.error.value = f"<pre class='nbengine-error'>{html.escape(traceback.format_exc())}</pre>"
+                return
+            if ended:
+                return
+
+    def close(self) -> None:
+        """Stop refreshing and close the widgets (the job goes on)."""
+        self._closed.set()
+        self._thread.join(timeout=10)
+        self.widget.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)

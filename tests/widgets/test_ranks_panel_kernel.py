@@ -1,0 +1,106 @@
+"""``RanksPanel`` in a real Jupyter kernel over a real 2-process gloo job started from a cell, clicked
+over the protocol as a browser clicks: Pause leaves both ranks at the same iteration, Step advances
+both by exactly one, Save writes one checkpoint, Resume goes on, Stop leaves no process behind. What
+is checked is what the panel's widgets show (their state as sent to the front end)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.widgets._kernel import Kernel
+
+pytestmark = pytest.mark.timeout(600)
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE = 240.0
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Shown:
+    """What the panel's State table shows, read from the widget state the kernel sent."""
+
+    def __init__(self, kernel: Kernel, model_id: str) -> None:
+        self.kernel = kernel
+        self.model_id = model_id
+
+    def ranks(self) -> list[tuple[str, int, int]]:
+        text = self.kernel.widget_state.get(self.model_id, {}).get("value", "")
+        rows = re.findall(r"nbengine-status-(\w+)'.*?nbengine-epoch'>(\d+)<.*?nbengine-iteration'>(\d+)<", text)
+        return [(status, int(epoch), int(iteration)) for status, epoch, iteration in rows]
+
+    def wait_for(self, condition, what: str) -> list[tuple[str, int, int]]:
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            self.kernel.drain(0.2)
+            ranks = self.ranks()
+            if len(ranks) == 2 and condition(ranks):
+                return ranks
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {DEADLINE} s for {what}; the panel shows {ranks}")
+
+
+@pytest.fixture
+def kernel():
+    kernel = Kernel(cwd=str(REPO))
+    try:
+        yield kernel
+    finally:
+        kernel.close()
+
+
+def test_one_panel_pauses_steps_saves_resumes_and_stops_both_ranks(kernel, tmp_path):
+    kernel.execute(f"""
+from nbengine.distributed.notebook_launcher import launch
+from nbengine.widgets.ranks_panel import RanksPanel
+from tests.distributed._digits_job import train
+job = launch(train, ({str(tmp_path)!r}, 1000), nproc_per_node=2)
+panel = RanksPanel(job, interval=0.2)
+panel
+""")
+    pids = kernel.value("job.pids")
+    button = {label: kernel.value(f"panel.buttons[{label!r}].model_id") for label in
+              ("Pause", "Step", "Save", "Resume", "Stop")}
+    shown = Shown(kernel, kernel.value("panel.state.model_id"))
+    shown.wait_for(lambda ranks: all(status == "running" for status, _, _ in ranks), "both ranks running")
+
+    kernel.click(button["Pause"])
+    paused = shown.wait_for(lambda ranks: all(status == "paused" for status, _, _ in ranks), "both ranks paused")
+    assert paused[0] == paused[1]
+    epoch, iteration = paused[0][1:]
+
+    kernel.click(button["Step"])
+    stepped = shown.wait_for(lambda ranks: all(it != iteration for _, _, it in ranks), "a step on both ranks")
+    stepped = shown.wait_for(lambda ranks: all(status == "paused" for status, _, _ in ranks), "paused after the step")
+    assert [it for _, _, it in stepped] == [iteration + 1, iteration + 1]
+
+    kernel.click(button["Save"])
+    folder = tmp_path / "checkpoints"
+    deadline = time.monotonic() + DEADLINE
+    while not list(folder.glob("*.pt")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kernel.drain(1.0)
+    assert [path.name for path in folder.glob("*.pt")] == [f"checkpoint_{iteration + 1}.pt"]
+
+    kernel.click(button["Resume"])
+    shown.wait_for(lambda ranks: all(status == "running" and it > iteration + 1 for status, _, it in ranks),
+                   "both ranks running on after Resume")
+
+    kernel.click(button["Stop"])
+    ended = shown.wait_for(lambda ranks: all(status == "done" for status, _, _ in ranks), "both ranks done")
+    assert ended[0] == ended[1]
+    assert kernel.value(f"job.wait({DEADLINE}) is not None and job.status") == "completed"
+    deadline = time.monotonic() + 60
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if alive(pid)] == []
