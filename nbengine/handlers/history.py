@@ -200,6 +200,9 @@ class HistorySnapshot:
     epoch_metrics: list[tuple[int, int, int, dict[str, float]]] = field(default_factory=list)
     #: Iteration records dropped because the buffer was full.
     dropped: int = 0
+    #: ``(run, epoch, iteration, kind)`` where the run may not have been exact from that iteration on:
+    #: "cell" (it shared the global generators with a notebook cell, see ``CellGuard``) or "outside".
+    notes: list[tuple[int, int, int, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.iterations)
@@ -297,6 +300,8 @@ class History:
         self._pending: list[tuple] = []
         self._flush_at = min(1024, self._capacity)
         self._epoch_records: deque[tuple[int, int, int, dict[str, float]]] = deque(maxlen=int(epoch_capacity))
+        # Notes of completed epochs, copied from the engine's ``state.rng_notes`` once per epoch.
+        self._notes: deque[tuple[int, int, int, str]] = deque(maxlen=int(epoch_capacity))
         self._warned = False
         self._engine: Any = None
         self._handles: list[Any] = []
@@ -485,9 +490,28 @@ class History:
             scalar = _scalar(value)
             if scalar is not None:
                 metrics[str(name)] = scalar
+        notes = [(self._run, epoch, iteration, kind) for epoch, iteration, kind in self._engine_notes(engine) if epoch == state.epoch]
         with self._lock:
             self._epoch_records.append((self._run, state.epoch, state.iteration, metrics))
+            self._notes.extend(note for note in notes if note not in self._notes)
             self._edits += 1
+
+    @staticmethod
+    def _engine_notes(engine: Any) -> list:
+        return list(getattr(getattr(engine, "state", None), "rng_notes", None) or ())
+
+    def _current_notes(self) -> list[tuple[int, int, int, str]]:
+        """The notes held, and those the engine has for the epoch under way (not yet copied)."""
+        held = list(self._notes)
+        engine = self._engine
+        if engine is not None:
+            epoch = engine.state.epoch
+            held.extend(
+                note
+                for note in ((self._run, e, i, kind) for e, i, kind in self._engine_notes(engine) if e == epoch)
+                if note not in held
+            )
+        return held
 
     # ------------------------------------------------------------------ reading (any thread)
 
@@ -534,6 +558,7 @@ class History:
                 values=values,
                 epoch_metrics=list(self._epoch_records),
                 dropped=dropped,
+                notes=self._current_notes(),
             )
 
     def epoch_records(self, epoch: int, run: int | None = None) -> HistorySnapshot:
@@ -551,6 +576,7 @@ class History:
             values=snap.values[keep],
             epoch_metrics=[record for record in snap.epoch_metrics if record[0] == run and record[1] == epoch],
             dropped=0,
+            notes=[note for note in snap.notes if note[0] == run and note[1] == epoch],
         )
 
     def __len__(self) -> int:
@@ -569,6 +595,7 @@ class History:
             self._values = None
             self._float_as_is = False
             self._epoch_records.clear()
+            self._notes.clear()
             self._edits += 1
 
     def rewind(self, iteration: int, replacement: HistorySnapshot | None = None) -> None:

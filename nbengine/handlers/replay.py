@@ -355,18 +355,13 @@ class EpochReplay:
 
     def _epoch_trace(self, snapshot: Mapping[str, Any]) -> tuple[HistorySnapshot, list]:
         """What was recorded of the snapshot's epoch, and its notes: the stored trace when complete;
-        else the part a checkpoint brought (if any) followed by what the History holds, and the
-        notes the trainer's CellGuard left for the epoch."""
+        else the part a checkpoint brought (if any) followed by what the History holds."""
         epoch = int(snapshot["epoch"])
         trace = snapshot["trace"]
         if trace is not None and not trace.get("partial"):
             return _trace_snapshot(trace, epoch), [tuple(note) for note in trace.get("notes", ())]
         records = self._history.epoch_records(epoch)
-        notes = [
-            (int(iteration), str(kind))
-            for noted_epoch, iteration, kind in getattr(self._trainer.state, "rng_notes", ())
-            if noted_epoch == epoch
-        ]
+        notes = [(int(iteration), str(kind)) for _, _, iteration, kind in records.notes]
         if trace is not None:
             records = _merged(_trace_snapshot(trace, epoch), records)
             notes = [tuple(note) for note in trace.get("notes", ()) if tuple(note) not in notes] + notes

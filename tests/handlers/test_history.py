@@ -309,3 +309,25 @@ def test_attaching_twice_is_refused_and_detach_stops_recording():
     history.detach()
     engine.run([1], max_epochs=1)
     assert len(history) == 0 and history.engine is None
+
+
+def test_notes_left_in_the_engine_state_are_recorded_with_their_epoch_and_run():
+    from nbengine.engine import Engine, Events
+
+    engine = Engine(lambda engine, batch: 0.0)
+    history = History().attach(engine)
+    engine.state.rng_notes = []
+
+    @engine.on(Events.ITERATION_COMPLETED)
+    def note(engine):
+        # As a CellGuard notes a cell that shared the generators with the training from iteration 6.
+        if engine.state.iteration == 5:
+            engine.state.rng_notes.append((engine.state.epoch, 6, "cell"))
+            assert history.snapshot().notes == [(1, 2, 6, "cell")]  # seen during the epoch already
+
+    engine.run([0] * 4, max_epochs=3)
+    assert history.snapshot().notes == [(1, 2, 6, "cell")]
+    assert history.epoch_records(2).notes == [(1, 2, 6, "cell")]
+    assert history.epoch_records(1).notes == history.epoch_records(3).notes == []
+    history.clear()
+    assert history.snapshot().notes == [] or history.engine.state.epoch == 3
