@@ -5,7 +5,12 @@ it redraws, and what it shows (position, loss, metrics, state attributes). pytor
 formats and pushes its postfix on every iteration (about +36 us each); this one only reads a clock
 per event and redraws when ``mininterval`` (100 ms by default) has passed, so the per-iteration
 cost is one handler call and one ``time.monotonic()``. The closing event always draws the final
-values before the bar closes; a failed run closes the bar where it stopped (red in a notebook).
+values before the bar closes; a bar that is not kept (``persist=False``) first draws the line
+ignite's leaves last (the latest values at the step before the last, e.g. ``Validation: [4/5]``).
+A failed run closes the bar where it stopped (red in a notebook), seen through the engine's status
+hook: an ``EXCEPTION_RAISED`` handler would take the exception from the caller.
+
+Handlers that write while a text bar is shown should use :meth:`ProgressBar.log_message`, not ``print``.
 
 tqdm is imported when the first bar is created, and its notebook flavour (which imports IPython and
 ipywidgets) only inside a Jupyter kernel, so ``import nbengine.handlers`` imports neither.
@@ -55,7 +60,12 @@ def _tqdm_class() -> type:
 
 
 def _tqdm_parameters() -> set[str]:
-    from tqdm.std import tqdm
+    try:
+        from tqdm.std import tqdm
+    except ImportError as error:
+        raise ModuleNotFoundError(
+            "This submodule requires tqdm to be installed. Please install it with the command: \n pip install tqdm"
+        ) from error
 
     return set(inspect.signature(tqdm.__init__).parameters) - {"self", "kwargs"}
 
@@ -63,7 +73,10 @@ def _tqdm_parameters() -> set[str]:
 def _event_name(event: Any, argument: str) -> str:
     if not isinstance(event, CallableEventWithFilter) or event.name not in _EVENT_ORDER:
         allowed = ", ".join(f"Events.{name}" for name in _EVENT_ORDER)
-        raise ValueError(f"ProgressBar.attach: argument {argument} should be one of {allowed}, got {event!r}")
+        raise ValueError(
+            f"Logging event {getattr(event, 'name', event)} is not in allowed events for this engine: "
+            f"ProgressBar.attach: argument {argument} should be one of {allowed}, got {event!r}"
+        )
     return event.name
 
 
@@ -125,6 +138,7 @@ class _Attachment:
         self.state_attributes = state_attributes
         self.per_iteration = event_name in _ITERATION_EVENTS
         self.closing_event_name = closing_event_name
+        self.event_filter: Callable[[Any, int], bool] | None = None
 
     def total(self, engine: Any) -> int | None:
         state = engine.state
@@ -137,6 +151,18 @@ class _Attachment:
         if total:
             return (state.iteration - 1) % total + 1
         return state.iteration
+
+    def previous_position(self, engine: Any, total: int | None) -> int:
+        """Where the bar stood before the latest occurrence of its event: the position of the one before in
+        this bar's span, or 1 (where ignite's bar starts) when there was none."""
+        state = engine.state
+        count = state.iteration if self.per_iteration else state.epoch
+        position = self.position(engine, total)
+        event_filter = self.event_filter
+        for earlier in range(count - 1, count - position, -1):
+            if event_filter is None or event_filter(engine, earlier):
+                return position - (count - earlier)
+        return 1
 
     def description(self, engine: Any) -> str:
         state = engine.state
@@ -269,11 +295,14 @@ class ProgressBar:
         event = _event_name(event_name, "event_name")
         closing = _event_name(closing_event_name, "closing_event_name")
         if closing_event_name.filter is not None:
-            raise ValueError(f"ProgressBar.attach: argument closing_event_name should not be filtered, got {closing_event_name!r}")
+            raise ValueError(
+                f"Closing Event should not be a filtered event: ProgressBar.attach: argument closing_event_name got "
+                f"{closing_event_name!r}"
+            )
         if _EVENT_ORDER.index(event) >= _EVENT_ORDER.index(closing):
             raise ValueError(
-                f"ProgressBar.attach: event_name {event_name!r} should come before closing_event_name "
-                f"{closing_event_name!r} in a run"
+                f"Logging event {event_name!r} should be called before closing event {closing_event_name!r}: "
+                "ProgressBar.attach: event_name should come before closing_event_name in a run"
             )
 
         attachment = _Attachment(
@@ -284,6 +313,7 @@ class ProgressBar:
             event,
             closing,
         )
+        attachment.event_filter = event_name.filter
         bar = self
         clock = time.monotonic
 
@@ -295,13 +325,21 @@ class ProgressBar:
 
         engine.add_event_handler(event_name, advance)
         engine.add_event_handler(closing_event_name, self._close, attachment)
-        engine.add_event_handler(Events.EXCEPTION_RAISED, self._fail, attachment)
+        # Not an EXCEPTION_RAISED handler: as in ignite, attaching one means taking the exception, and a
+        # progress bar must not change whether a failure reaches the caller.
         add_status_hook = getattr(engine, "add_status_hook", None)
         if add_status_hook is not None:
-            add_status_hook(lambda engine, status: self._show_pause(engine, status, attachment))
+            add_status_hook(lambda engine, status: self._on_status(engine, status, attachment))
 
     def log_message(self, message: str) -> None:
-        """Print ``message`` above the bar without breaking it."""
+        """Print ``message`` above the bar without breaking it.
+
+        Use this, not ``print()``, in handlers that run while a text bar is shown (a terminal, a log
+        file): ``print`` writes after the bar's text on its line, while this clears the bar, writes the
+        line and draws the bar again below it. The bar never swaps ``sys.stdout`` to do this for
+        ``print`` itself, since that would change every thread's output, the kernel's included.
+        In a notebook the bar is a widget, and ``print`` and this method are equally safe.
+        """
         from tqdm.std import tqdm
 
         tqdm.write(str(message), file=self.tqdm_kwargs.get("file"))
@@ -341,13 +379,17 @@ class ProgressBar:
                 pbar.refresh()
         self._next_draw = time.monotonic() + self.mininterval
 
-    def _show_pause(self, engine: Any, status: str, attachment: _Attachment) -> None:
-        # Between two redraws the bar lags the run by up to mininterval; a paused run should show
-        # exactly where it stands, since that is what the user looks at next.
-        if status == "paused" and self.pbar is not None:
+    def _on_status(self, engine: Any, status: str, attachment: _Attachment) -> None:
+        if self.pbar is None:
+            return
+        if status == "paused":
+            # Between two redraws the bar lags the run by up to mininterval; a paused run should show
+            # exactly where it stands, since that is what the user looks at next.
             self._draw(engine, attachment)
+        elif status == "failed":
+            self._fail(engine, attachment)
 
-    def _fail(self, engine: Any, exception: BaseException, attachment: _Attachment) -> None:
+    def _fail(self, engine: Any, attachment: _Attachment) -> None:
         # The exception goes on to the caller; the bar closes where the run stopped, short of its total, so the
         # notebook widget turns red and a terminal's next line (the traceback) starts below the bar.
         pbar = self.pbar
@@ -365,9 +407,13 @@ class ProgressBar:
         if pbar is None:
             self._draw(engine, attachment)
             pbar = self.pbar
-        else:
-            pbar.set_description(attachment.description(engine), refresh=False)
-            pbar.postfix = _format_postfix(attachment.postfix(engine))
+        pbar.set_description(attachment.description(engine), refresh=False)
+        pbar.postfix = _format_postfix(attachment.postfix(engine))
+        if not self.persist:
+            # A bar that is not kept shows ignite's last line before it is erased: the latest values at the
+            # position of the event before the last one (ignite draws before it advances).
+            pbar.n = attachment.previous_position(engine, total)
+            pbar.refresh()
         # Closing draws the bar one last time. tqdm's notebook widget turns red when closed short of its total
         # (tqdm#1115), but a closed epoch is finished even when it was ended early on purpose.
         pbar.n = final

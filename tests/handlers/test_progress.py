@@ -10,6 +10,7 @@ import textwrap
 import pytest
 import torch
 
+import nbengine.engine
 import nbengine.handlers.progress
 from nbengine.engine import Engine, Events
 from nbengine.handlers import ProgressBar
@@ -221,12 +222,14 @@ def test_log_message_writes_a_line():
         (lambda: ProgressBar().attach(halving_engine(), state_attributes="lr"), TypeError,
          "ProgressBar.attach: argument state_attributes should be a list of str, got 'lr'"),
         (lambda: ProgressBar().attach(halving_engine(), event_name=Events.EXCEPTION_RAISED), ValueError,
-         r"ProgressBar.attach: argument event_name should be one of Events.STARTED, .*, got Events.EXCEPTION_RAISED"),
+         r"^Logging event EXCEPTION_RAISED is not in allowed events for this engine: ProgressBar.attach: argument "
+         r"event_name should be one of Events.STARTED, .*, got Events.EXCEPTION_RAISED"),
         (lambda: ProgressBar().attach(halving_engine(), closing_event_name=Events.EPOCH_COMPLETED(every=2)), ValueError,
-         r"ProgressBar.attach: argument closing_event_name should not be filtered, got Events.EPOCH_COMPLETED\(every=2\)"),
+         r"^Closing Event should not be a filtered event: ProgressBar.attach: argument closing_event_name got "
+         r"Events.EPOCH_COMPLETED\(every=2\)"),
         (lambda: ProgressBar().attach(halving_engine(), event_name=Events.EPOCH_COMPLETED), ValueError,
-         r"ProgressBar.attach: event_name Events.EPOCH_COMPLETED should come before closing_event_name "
-         r"Events.EPOCH_COMPLETED in a run"),
+         r"Logging event Events.EPOCH_COMPLETED should be called before closing event Events.EPOCH_COMPLETED: "
+         r"ProgressBar.attach: event_name should come before closing_event_name in a run"),
     ],
 )
 def test_bad_arguments_are_refused(call, error, message):
@@ -272,3 +275,65 @@ def test_in_a_jupyter_kernel_the_bar_is_a_widget(tmp_path):
     assert [(p["value"], p["max"], p["bar_style"]) for p in progress] == [(3.0, 3.0, "success")]
     assert "Iteration: [3/3] 100%" in texts
     assert ", loss=3 [00:00&lt;00:00]" in texts
+
+
+def last_line(text):
+    """The last non-empty line a text bar left, as ignite's own tests read it."""
+    return [segment.strip() for segment in text.split("\r") if segment.strip()][-1]
+
+
+def bar_output(engine_module, handlers_module, attach, data, max_epochs):
+    """What a bar that is not kept writes over a run, with ``engine_module``'s Engine and ``handlers_module``'s
+    ProgressBar (nbengine's, or pytorch-ignite's for comparison)."""
+    stream = io.StringIO()
+    events = engine_module.Events
+    engine = engine_module.Engine(lambda engine, batch: batch * 0.5)
+    engine.add_event_handler(events.ITERATION_COMPLETED, lambda engine: engine.state.metrics.update(half=engine.state.output))
+    handlers_module.ProgressBar(file=stream, ncols=80, desc="Validation").attach(engine, **attach(events))
+    engine.run(data, max_epochs=max_epochs)
+    return stream.getvalue()
+
+
+@pytest.mark.parametrize(
+    "attach, data, max_epochs",
+    [
+        (lambda events: {}, [1, 2, 3, 4, 5], 1),
+        (lambda events: {"output_transform": lambda loss: {"loss": loss}}, list(range(7)), 1),
+        (lambda events: {"event_name": events.ITERATION_STARTED(every=10)}, list(range(100)), 1),
+        (lambda events: {"event_name": events.EPOCH_COMPLETED, "closing_event_name": events.COMPLETED}, [1, 2], 9),
+        (lambda events: {"metric_names": "all"}, [1.0, 2.0, 3.0], 2),
+    ],
+)
+def test_the_closing_line_of_a_bar_that_is_not_kept_is_ignites(attach, data, max_epochs):
+    ignite_engine = pytest.importorskip("ignite.engine")
+    ignite_handlers = pytest.importorskip("ignite.handlers")
+    ours = bar_output(nbengine.engine, nbengine.handlers, attach, data, max_epochs)
+    theirs = bar_output(ignite_engine, ignite_handlers, attach, data, max_epochs)
+    assert last_line(ours) == last_line(theirs)
+
+
+def test_a_bar_that_is_not_kept_still_redraws_at_most_once_per_mininterval():
+    stream = io.StringIO()
+    engine = halving_engine()
+    ProgressBar(file=stream, mininterval=3600).attach(engine, output_transform=lambda loss: {"loss": loss})
+    engine.run(range(500), max_epochs=2)
+    # Per epoch: the first draw, ignite's closing line, and the erasing of the bar when it closes (two).
+    assert draws(stream.getvalue()) == 8
+    assert last_line(stream.getvalue()) == "Epoch [2/2]: [499/500] 100%|#########9, loss=250 [00:00<00:00]"
+
+
+def test_a_handler_writes_through_log_message_on_its_own_line_and_the_bar_goes_on_below():
+    stream = io.StringIO()
+    engine = halving_engine()
+    bar = ProgressBar(persist=True, file=stream, mininterval=0)
+    bar.attach(engine, output_transform=lambda loss: {"loss": loss})
+    engine.add_event_handler(Events.ITERATION_COMPLETED(once=2), lambda engine: bar.log_message("[val] accuracy 0.9"))
+    engine.run(range(4))
+    lines = stream.getvalue().split("\n")
+    # The message has a line of its own (the bar's text was cleared from it first) ...
+    message_line = next(line for line in lines if "[val]" in line)
+    assert message_line.split("\r")[-1] == "[val] accuracy 0.9"
+    assert "Iteration" not in message_line.split("\r")[-1]
+    # ... and the bar is drawn again below it and ends there.
+    after = lines[lines.index(message_line) + 1 :]
+    assert after[0].endswith("\rIteration: [4/4] 100%|##########, loss=1.5 [00:00<00:00]")
