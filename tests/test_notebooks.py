@@ -23,7 +23,7 @@ pytest.importorskip("ipywidgets")
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 ARTIFACTS = ROOT / "test-artifacts" / "notebooks"
-NOTEBOOKS = ("01_quickstart.ipynb", "02_step_through.ipynb", "03_replay_epoch.ipynb")
+NOTEBOOKS = ("01_quickstart.ipynb", "02_step_through.ipynb", "03_replay_epoch.ipynb", "04_two_processes.ipynb")
 
 
 def read_notebook(name: str):
@@ -284,3 +284,44 @@ def test_03_replay_epoch(tmp_path):
 
     checkpoints = sorted(path.name for path in (tmp_path / "checkpoints" / "replay").iterdir())
     assert checkpoints == sorted(f"checkpoint_{45 * epoch}.pt" for epoch in range(1, 9))
+
+
+@pytest.mark.slow
+def test_04_two_processes(tmp_path):
+    """Two gloo ranks launched from the notebook: paused together, stepped by one, saved, resumed,
+    replayed; then the same two cells run under torchrun, uninterrupted, end with the same weights."""
+    import os
+    import socket
+    import subprocess
+
+    import torch
+
+    notebook = execute("04_two_processes.ipynb", tmp_path)
+    assert errors_in(notebook) == []
+    assert stdout_of(tagged(notebook, "pause")) == "both ranks paused at the same iteration: True\n"
+    assert stdout_of(tagged(notebook, "step")) == "iterations advanced on each rank: [1, 1]\n"
+    assert stdout_of(tagged(notebook, "save")) == "checkpoints written: 1\n"
+    assert stdout_of(tagged(notebook, "resume")) == "job: completed\nfinal weights identical on both ranks: True\n"
+    reproduced = "epoch 4 replayed: 29 iterations, 29 compared; batches identical; outputs identical (max |diff| 0.0); reproduced"
+    assert stdout_of(tagged(notebook, "replay")) == f"rank 0: {reproduced}\nrank 1: {reproduced}\n"
+    shown = [m["state"]["value"] for m in widget_models(notebook) if "nbengine-ranks" in m["state"].get("value", "")]
+    assert len(shown) == 1 and shown[0].count("nbengine-status-done") == 2
+
+    script = tmp_path / "digits_two_processes.py"
+    script.write_text("\n\n".join(tagged(notebook, tag).source for tag in ("setup", "train")) + (
+        "\n\nif __name__ == '__main__':\n"
+        "    with idist.Parallel(backend='gloo') as parallel:\n"
+        "        parallel.run(train, MAX_EPOCHS, 'two_processes_torchrun')\n"
+    ))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torchrun = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", str(script)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600, capture_output=True, text=True,
+    )
+    assert torchrun.returncode == 0, torchrun.stderr[-4000:]
+    from_notebook = torch.load(tmp_path / "two_processes" / "final_weights.pt", weights_only=True)
+    from_torchrun = torch.load(tmp_path / "two_processes_torchrun" / "final_weights.pt", weights_only=True)
+    assert from_notebook.keys() == from_torchrun.keys()
+    assert all(torch.equal(from_notebook[name], from_torchrun[name]) for name in from_notebook)
