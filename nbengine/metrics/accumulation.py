@@ -11,6 +11,7 @@ pytorch-ignite:
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -86,14 +87,15 @@ class VariableAccumulation(Metric):
         return self.accumulator, self.num_examples
 
     def _check_sample_shape(self, output: float | torch.Tensor) -> None:
-        """For means: every update's samples must have the shape of the earlier ones (no silent broadcasting)."""
+        """For means: every update's samples must have the shape of the earlier ones (no silent broadcasting);
+        single values (shapes ``()``, ``(1,)``, ...) mix freely, as in ignite."""
         if self.num_examples == 0:
             return
         given: tuple[int, ...] = ()
         if isinstance(output, torch.Tensor):
             given = tuple(output.shape[1:]) if output.ndim > 1 else tuple(output.shape)
         seen = tuple(self.accumulator.shape)
-        if given != seen:
+        if given != seen and not (math.prod(given) == 1 and math.prod(seen) == 1):
             raise ValueError(
                 f"{self._label()}: this update's samples have shape {given} but earlier samples had shape {seen}; "
                 "expected the same sample shape until the next reset"

@@ -45,6 +45,8 @@ class MetricsLambda(Metric):
     """
 
     _state_dict_all_req_keys = ("_updated", "args", "kwargs")
+    # Arguments that are neither state nor metrics (a dtype, an index) are kept, not saved.
+    _state_dict_keeps_config = True
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ __all__ = ["load_metric_state", "metric_state"]
 _LEAF_TYPES = (int, float, str, torch.Tensor)
 
 
-def _save_leaf(value: Any, key: Any = None) -> Any:
+def _save_leaf(value: Any, key: Any = None, keep_config: bool = False) -> Any:
     from nbengine.metrics.metric import Metric
 
     if isinstance(value, Metric):
@@ -30,6 +30,9 @@ def _save_leaf(value: Any, key: Any = None) -> Any:
         return value.detach().clone()
     if value is None or isinstance(value, _LEAF_TYPES):
         return value
+    if keep_config:
+        # Configuration among the state (a dtype or an index given to a MetricsLambda): not saved, kept on load.
+        return None
     raise TypeError(
         "Found attribute of unsupported type. Currently, supported types include numeric types, tensor, "
         f"Metric or sequence/mapping of metrics; got {type(value).__name__} under {key!r}"
@@ -38,6 +41,11 @@ def _save_leaf(value: Any, key: Any = None) -> Any:
 
 def metric_state(metric: Any) -> OrderedDict:
     """This process's state of ``metric``: ``{attribute name: saved value}``."""
+    keep_config = getattr(type(metric), "_state_dict_keeps_config", False)
+
+    def save_leaf(value: Any, key: Any = None) -> Any:
+        return _save_leaf(value, key, keep_config)
+
     state: OrderedDict[str, Any] = OrderedDict()
     for name in metric._state_dict_all_req_keys:
         if name not in metric.__dict__:
@@ -45,7 +53,7 @@ def metric_state(metric: Any) -> OrderedDict:
                 f"Found a value in _state_dict_all_req_keys that is not among metric attributes: {name} "
                 f"({type(metric).__name__})"
             )
-        state[name] = tree_map(_save_leaf, metric.__dict__[name], key=name)
+        state[name] = tree_map(save_leaf, metric.__dict__[name], key=name)
     return state
 
 
@@ -67,6 +75,8 @@ def _restore(container: dict | list, key: Any, current: Any, saved: Any) -> None
 
     if isinstance(current, Metric):
         load_metric_state(current, saved)
+    elif saved is None and current is not None and not isinstance(current, (*_LEAF_TYPES, list, dict)):
+        pass  # configuration saved as None (see _save_leaf): the metric keeps its own
     elif not _holds_metric(current):
         # Plain accumulators (numbers, tensors, lists of them that may have grown): take the saved ones.
         container[key] = tree_map(_load_leaf, saved, key=key)
