@@ -1,5 +1,5 @@
 """The 2-process gloo MLP step (DDP on 127.0.0.1): plain DDP loop, nbengine's Engine, nbengine with its
-collective control (agreeing every iteration, and every 8), and pytorch-ignite's Engine with its idist,
+collective control (agreeing every iteration, every 8, and adaptively about every 50 ms, the default), and pytorch-ignite's Engine with its idist,
 all in one run (`pip install -e ".[bench]"` for ignite).
 
 Both ranks run the same cases in the same order; each sample is one pass over ``--iterations`` batches
@@ -52,13 +52,14 @@ def _cases(work: Mlp, iterations: int) -> dict[str, Callable[[], float]]:
             work.update(batch)
 
     engine = Engine(work.step)
-    controlled = {every: Engine(work.step) for every in (1, 8)}
+    controlled = {every: Engine(work.step) for every in (1, 8, None)}
     controls = {every: DistributedControl(trainer, every=every) for every, trainer in controlled.items()}
     cases = {
         "plain DDP loop": _timed(plain, iterations),
         "nbengine Engine": _timed(lambda: engine.run(work.data, max_epochs=1), iterations),
         "nbengine + control (every=1)": _timed(lambda: controls[1].run(work.data, max_epochs=1), iterations),
         "nbengine + control (every=8)": _timed(lambda: controls[8].run(work.data, max_epochs=1), iterations),
+        "nbengine + control (default)": _timed(lambda: controls[None].run(work.data, max_epochs=1), iterations),
     }
     try:
         import ignite.distributed as ignite_idist
