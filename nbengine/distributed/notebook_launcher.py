@@ -55,6 +55,7 @@ refused too.
   to the original exception when it could be pickled. A rank that dies without reporting (killed,
   crashed, ``os._exit``) is a failure too. Nothing hangs on a dead peer.
 - ``job.stop()`` ends every rank (SIGTERM to its process group, then SIGKILL after ``grace``).
+  Re-running the cell that launched a job stops that job before the new one starts.
 - No rank outlives the kernel: on Linux each rank asks for ``PR_SET_PDEATHSIG`` when launched from the
   main thread (the signal is tied to the launching *thread*), and every rank ends itself when its
   stdin, held open by the launcher, reaches end of file, i.e. when the launcher process is gone.
@@ -179,7 +180,46 @@ def launch(fn: Callable, args: Sequence = (), kwargs: Mapping | None = None, *, 
     store = dist.TCPStore(master_addr, master_port or 0, is_master=True, wait_for_workers=False)
     init_kwargs = {"timeout": init_timeout} if init_timeout is not None else {}
     shell, parent = _kernel_parent()
-    return RankJob(payload, nproc_per_node, backend, store, master_addr, init_kwargs, shell, parent)
+    _stop_job_of_this_cell(shell, parent)
+    job = RankJob(payload, nproc_per_node, backend, store, master_addr, init_kwargs, shell, parent)
+    _remember_job_of_this_cell(shell, parent, job)
+    return job
+
+
+#: Attribute of the IPython shell holding ``{cell: job}``: it lives as long as the kernel session,
+#: per kernel, and is no module-level state.
+JOBS_ATTRIBUTE = "nbengine_rank_jobs"
+
+
+def _cell_key(parent: Any) -> str | None:
+    """The launching cell: its ``cellId`` (JupyterLab, Notebook 7, VS Code send it), else its source."""
+    if not isinstance(parent, dict) or parent.get("header", {}).get("msg_type") != "execute_request":
+        return None
+    cell_id = (parent.get("metadata") or {}).get("cellId")
+    if isinstance(cell_id, str) and cell_id:
+        return f"cell:{cell_id}"
+    code = (parent.get("content") or {}).get("code")
+    return f"source:{code}" if isinstance(code, str) and code.strip() else None
+
+
+def _stop_job_of_this_cell(shell: Any, parent: Any) -> None:
+    """Re-running the cell that launched a job stops that job first: its ranks would otherwise run on,
+    unreachable, next to the new ones."""
+    key = _cell_key(parent)
+    earlier = getattr(shell, JOBS_ATTRIBUTE, {}).pop(key, None) if key is not None else None
+    if earlier is not None and not earlier.done:
+        earlier.stop()
+
+
+def _remember_job_of_this_cell(shell: Any, parent: Any, job: RankJob) -> None:
+    key = _cell_key(parent)
+    if shell is None or key is None:
+        return
+    jobs = getattr(shell, JOBS_ATTRIBUTE, None)
+    if not isinstance(jobs, dict):
+        jobs = {}
+        setattr(shell, JOBS_ATTRIBUTE, jobs)
+    jobs[key] = job
 
 
 class RankJob:

@@ -150,3 +150,22 @@ def test_no_rank_outlives_a_killed_kernel(tmp_path):
         assert wait_until_gone(pids) == []
     finally:
         doomed.close()
+
+
+def test_running_the_launching_cell_again_stops_the_job_it_started(kernel, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    cell = "job = launch(wait_for_ctrl_c, (folder,), nproc_per_node=2)"
+    kernel.execute(f"folder = {str(first)!r}")
+    kernel.execute(cell, cell_id="launching-cell")
+    wait_for_files(first, 2)
+    earlier = [int(path.read_text()) for path in first.glob("*.pid")]
+    kernel.execute(f"folder = {str(second)!r}")
+    kernel.execute(cell, cell_id="launching-cell")
+    assert wait_until_gone(earlier) == []
+    wait_for_files(second, 2)
+    later = [int(path.read_text()) for path in second.glob("*.pid")]
+    assert all(alive(pid) for pid in later)
+    kernel.execute("job.stop()")
+    assert wait_until_gone(later) == []
