@@ -55,11 +55,8 @@ def ranks_table_html(ranks: list[dict | None]) -> str:
 
 
 class RanksPanel:
-    """Controls and views over every rank of ``job`` (a ``RankJob``); display it with ``panel.widget``
-    or as a cell's last expression.
-
-    >>> RanksPanel(job)   # doctest: +SKIP
-    """
+    """Controls and views over every rank of ``job`` (a ``RankJob``); display it as a cell's last
+    expression (or ``panel.widget``). Creating it waits until rank 0 has announced its run."""
 
     def __init__(self, job: Any, run: RemoteRun | None = None, interval: float = 0.5) -> None:
         if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
