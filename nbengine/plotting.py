@@ -175,6 +175,27 @@ def _padded(low: float, high: float, log: bool) -> tuple[float, float]:
     return low - pad, high + pad
 
 
+_NICE = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def _nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8 (times a power of ten) that is >= ``value``: an axis end
+    that moves seldom as a run grows, so the drawn axes can be reused."""
+    if value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(step * scale for step in _NICE if step * scale >= value * (1 - 1e-12))
+
+
+def _stepped(low: float, high: float, log: bool) -> tuple[float, float]:
+    """``(low, high)`` widened to a coarse grid (a tenth of a power of ten of the span; a half-decade
+    on a log axis), so that small changes of the data leave the axis as it is."""
+    if log:
+        return 10 ** (math.floor(2 * math.log10(low)) / 2), 10 ** (math.ceil(2 * math.log10(high)) / 2)
+    step = 10.0 ** math.floor(math.log10(max(high - low, 1e-12))) / 2
+    return math.floor(low / step) * step, math.ceil(high / step) * step
+
+
 class _AggFigure:
     """One Figure on an Agg canvas, encoded to PNG on demand."""
 
@@ -186,9 +207,18 @@ class _AggFigure:
         FigureCanvasAgg(self.figure)
 
     def png(self) -> bytes:
+        self.figure.canvas.draw()
+        return self.encode()
+
+    def encode(self) -> bytes:
+        """The canvas as it stands, as PNG bytes (RGB at a fast zlib level: the image changes with
+        every drawing and travels over a local socket)."""
+        from PIL import Image
+
+        canvas = self.figure.canvas
+        image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buffer = io.BytesIO()
-        # A fast zlib level: the image changes with every drawing and travels over a local socket.
-        self.figure.canvas.print_png(buffer, pil_kwargs={"compress_level": 1})
+        image.convert("RGB").save(buffer, format="png", compress_level=1)
         return buffer.getvalue()
 
 
@@ -227,23 +257,29 @@ class LossFigure(_AggFigure):
         self._title = self.axes.set_title("", fontsize=9, loc="left")
         self._legend_key: tuple | None = None
         self._legend = None
+        # What changes with every drawing is drawn over a saved image of the rest (axes, ticks,
+        # labels, legend), which is redrawn only when its look changes: text is most of the cost.
+        self._background = None
+        self._background_key: tuple | None = None
+        for artist in (self._raw, self._band, self._smooth, self._title):
+            artist.set_animated(True)
 
     def _metric_line(self, name: str) -> Line2D:
         line = self._metric_lines.get(name)
         if line is None:
             colour = _METRIC_COLOURS[len(self._metric_lines) % len(_METRIC_COLOURS)]
             axes = self.axes if is_loss_name(name) else self.metric_axes
-            line = Line2D([], [], marker="o", markersize=4, linewidth=1.0, color=colour, label=f"val {name}")
+            line = Line2D([], [], marker="o", markersize=4, linewidth=1.0, color=colour, label=f"val {name}", animated=True)
             axes.add_line(line)
             self._metric_lines[name] = line
         return line
 
     def _set_marks(self, marks: Sequence[Mark]) -> list[Line2D]:
         while len(self._mark_lines) < len(marks):
-            line = Line2D([], [], linewidth=1.2)
+            line = Line2D([], [], linewidth=1.2, animated=True)
             line.set_transform(self.axes.get_xaxis_transform())
             self.axes.add_line(line)
-            twin = Line2D([], [], linewidth=1.2)
+            twin = Line2D([], [], linewidth=1.2, animated=True)
             twin.set_transform(self.metric_axes.get_xaxis_transform())
             self.metric_axes.add_line(twin)
             line.twin = twin  # type: ignore[attr-defined]
@@ -290,7 +326,10 @@ class LossFigure(_AggFigure):
         shown = [name for name, (x, _) in metrics.items() if len(x)]
         for name in shown:
             x, y = metrics[name]
-            self._metric_line(name).set_data(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+            line = self._metric_line(name)
+            line.set_data(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+            # Markers only while they can be told apart.
+            line.set_markersize(4 if len(x) <= 100 else 0)
         for name, line in self._metric_lines.items():
             line.set_visible(name in shown)
         mark_lines = self._set_marks(marks)
@@ -301,21 +340,22 @@ class LossFigure(_AggFigure):
         log = log_scale and _finite_range(loss_arrays, log=True) is not None
         self.axes.set_yscale("log" if log else "linear")
         loss_range = _finite_range(loss_arrays, log)
-        self.axes.set_ylim(*(_padded(*loss_range, log) if loss_range else (0.0, 1.0)))
+        self.axes.set_ylim(*(_stepped(*_padded(*loss_range, log), log) if loss_range else (0.0, 1.0)))
         other_range = _finite_range(other_arrays, log=False)
         if other_range is None or (other_range[0] >= 0 and other_range[1] <= 1):
             # Accuracy-like metrics on their whole 0-1 range: noise does not look like swings.
             self.metric_axes.set_ylim(-0.03, 1.03)
         else:
-            self.metric_axes.set_ylim(*_padded(*other_range, log=False))
+            self.metric_axes.set_ylim(*_stepped(*_padded(*other_range, log=False), log=False))
         self.metric_axes.set_ylabel("validation" if other_arrays else "", fontsize=8)
         xs = [curves.band[0] if banded else curves.raw[0], curves.smooth[0]] + [metrics[n][0] for n in shown]  # type: ignore[index]
         x_range = _finite_range(xs, log=False)
         high = max(x_max or 0.0, x_range[1] if x_range else 1.0, *(mark.x for mark in marks))
-        self.axes.set_xlim(0, max(1.0, high * 1.02))
+        self.axes.set_xlim(0, _nice_ceiling(max(1.0, high * 1.02)))
 
         handles = [self._band if banded else self._raw, self._smooth]
         handles += [self._metric_lines[name] for name in shown] + mark_lines
+        handles = [handle for handle in handles if not handle.get_label().startswith("_")]
         key = tuple((handle.get_label(), id(handle)) for handle in handles)
         if key != self._legend_key:
             if self._legend is not None:
@@ -326,6 +366,28 @@ class LossFigure(_AggFigure):
             )
             self._legend_key = key
         self._title.set_text(title)
+
+    def _look(self) -> tuple:
+        """Everything the saved background shows."""
+        return (
+            self.axes.get_xlim(), self.axes.get_ylim(), self.axes.get_yscale(), self.metric_axes.get_ylim(),
+            self.metric_axes.get_ylabel(), self._legend_key, self._message.get_visible(),
+        )  # fmt: skip
+
+    def png(self) -> bytes:
+        look = self._look()
+        canvas = self.figure.canvas
+        if look != self._background_key:
+            canvas.draw()  # leaves out the animated artists
+            self._background = canvas.copy_from_bbox(self.figure.bbox)
+            self._background_key = look
+        else:
+            canvas.restore_region(self._background)
+        for axes in (self.axes, self.metric_axes):
+            for artist in [*axes.patches, *axes.lines, *axes.texts, axes.title, axes._left_title]:
+                if artist.get_animated() and artist.get_visible():
+                    axes.draw_artist(artist)
+        return self.encode()
 
     def render(self, curves: LossCurves, metrics: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None, **options: Any) -> bytes:
         """``draw(...)`` and return the PNG bytes."""

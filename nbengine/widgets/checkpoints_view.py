@@ -46,7 +46,9 @@ class CheckpointsView:
 
     def __init__(self, checkpoint_note: str | None, replay_note: str | None) -> None:
         self.save_button = widgets.Button(description="Save now", icon="save", tooltip="Save a checkpoint at the next boundary")
-        self.checkpoints = widgets.Dropdown(options=[], description="saved", layout=widgets.Layout(width="520px"))
+        self.checkpoints = widgets.Dropdown(
+            options=[], description="saved", layout=widgets.Layout(flex="1 1 240px", max_width="560px", min_width="0", width="auto")
+        )
         self.load_button = widgets.Button(description="Load", icon="upload")
         self.checkpoint_note = widgets.HTML(self._note(checkpoint_note))
         self.replay_epoch = widgets.Dropdown(options=[], description="epoch", layout=widgets.Layout(width="160px"))
@@ -65,9 +67,9 @@ class CheckpointsView:
         self.widget = widgets.VBox(
             [
                 widgets.HTML("<b>Checkpoints and replay</b>"),
-                widgets.HBox([self.save_button, self.checkpoints, self.load_button]),
+                widgets.HBox([self.save_button, self.checkpoints, self.load_button], layout=widgets.Layout(flex_flow="row wrap")),
                 self.checkpoint_note,
-                widgets.HBox([self.replay_epoch, self.replay_button]),
+                widgets.HBox([self.replay_epoch, self.replay_button], layout=widgets.Layout(flex_flow="row wrap")),
                 self.replay_note,
                 self.replay_report,
             ]
@@ -80,18 +82,14 @@ class CheckpointsView:
             return ""
         return f"<span class='nbengine-note' style='color:#757575;font-size:12px'>{html.escape(text)}</span>"
 
-    def show_listing(self, infos: Sequence[Any]) -> None:
-        """Fill the dropdown from a listing (newest first), keeping the selection when it is still there."""
+    def show_listing(self, infos: Sequence[Any], selected: str | None) -> None:
+        """Fill the dropdown from a listing (newest first) and select ``selected``."""
         options = [(checkpoint_label(info), str(info.path)) for info in infos]
-        if options == self._listed:
-            return
-        selected = self.checkpoints.value
-        values = {value for _, value in options}
-        # Keep the user's choice while it is still listed, else select the newest.
-        self.checkpoints.options = options
-        if options:
-            self.checkpoints.value = selected if selected in values else options[0][1]
-        self._listed = options
+        if options != self._listed:
+            self.checkpoints.options = options
+            self._listed = options
+        if selected is not None and self.checkpoints.value != selected:
+            self.checkpoints.value = selected
 
     @property
     def listed_paths(self) -> list[str]:

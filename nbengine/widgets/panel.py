@@ -46,6 +46,7 @@ from nbengine.handlers.checkpoint import Checkpoint, DiskSaver
 from nbengine.handlers.history import History
 from nbengine.handlers.replay import EpochReplay
 from nbengine.handlers.timeline import EventTimeline
+from nbengine.widgets.checkpoint_shelf import CheckpointShelf
 from nbengine.widgets.checkpoints_view import CheckpointsView
 from nbengine.widgets.controls import CONTROL_HELP, CONTROL_LABELS, RUN_CONTROLS, control_reasons
 from nbengine import plotting
@@ -126,6 +127,8 @@ class TrainingPanel:
         timeline_capacity: events the timeline keeps.
         draw_in_process: draw the plots in the kernel's process instead of a helper process
             (slower for training: drawing then holds the interpreter lock).
+        optimizer: the trainer's optimizer: State shows the learning rate of its first parameter
+            group (which a parameter scheduler changes).
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class TrainingPanel:
         plot_budget: float = 0.03,
         timeline_capacity: int = 2000,
         draw_in_process: bool = False,
+        optimizer: Any = None,
     ) -> None:
         if not isinstance(trainer, Engine):
             raise TypeError(f"trainer should be an nbengine Engine, got {trainer!r} of type {type(trainer).__name__}")
@@ -181,8 +185,11 @@ class TrainingPanel:
         self._plot_interval = _check_positive_number("plot_interval", plot_interval)
         self._plot_budget = _check_positive_number("plot_budget", plot_budget, upper=1.0)
 
+        if optimizer is not None and not isinstance(getattr(optimizer, "param_groups", None), list):
+            raise TypeError(f"optimizer should be a torch optimizer (with param_groups) or None, got {optimizer!r}")
         self.trainer = trainer
         self.evaluator = evaluator
+        self.optimizer = optimizer
         self.checkpoint = checkpoint
         self.replay = replay
         self.history = history if history is not None else (replay.history if replay is not None else None)
@@ -203,13 +210,20 @@ class TrainingPanel:
         self._wake = threading.Event()
         self._plots_dirty = True
         self._listing_dirty = checkpoint is not None
-        self._listing_signature: int | None = None
+        self._listing_signature: tuple | None = None
+        self._shelf = CheckpointShelf(checkpoint) if checkpoint is not None else None
+        # Iterations of the listed checkpoints, marked on the loss plot.
+        self._checkpoint_marks: tuple[int, ...] = ()
+        # The trainer's iteration right after a Load: while it stands there, the loaded run shows
+        # as paused, and Resume and Step continue it.
+        self._loaded_at: int | None = None
         self._plot_lock = threading.Lock()
         self._loss_schedule = PlotSchedule(self._plot_interval, self._plot_budget)
         self._renderer = PlotRenderer(in_process=draw_in_process)
         #: (width, height, dpi) of the loss plot image.
         self.loss_plot_size = (640, 320, 80)
         self._shown_signature: tuple | None = None
+        self._message_when_still: str | None = None
         self._view_version = 0
         # The epoch a background replay is replaying (None: no replay running), and its thread.
         self._replaying_epoch: int | None = None
@@ -220,6 +234,10 @@ class TrainingPanel:
         outputs = 100_000 if self.history is None else 1
         self.timeline = EventTimeline(capacity=timeline_capacity, outputs=outputs).attach(trainer)
         self.loss_source = LossSource(trainer, self.timeline, evaluator, history=self.history)
+        # (epoch, iteration) at the last EPOCH_STARTED: where in its epoch the run stands, also
+        # after terminate_epoch() or a run started again.
+        self._epoch_started_at: tuple[int, int] | None = None
+        self._epoch_handle = trainer.add_event_handler(Events.EPOCH_STARTED, self._note_epoch_start)
         self._build_widgets()
 
         self._session = KernelSession()
@@ -269,7 +287,7 @@ class TrainingPanel:
         self.message = widgets.HTML()
         self.message.add_class("nbengine-message")
 
-        self.state_view = widgets.HTML(layout=widgets.Layout(width="340px"))
+        self.state_view = widgets.HTML(layout=widgets.Layout(flex="1 1 280px", max_width="420px", min_width="0"))
         self.state_view.add_class("nbengine-state-view")
 
         self.loss_image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="640px", height="auto"))
@@ -300,25 +318,30 @@ class TrainingPanel:
         self.load_button.on_click(self._guarded("Load", self._load))
         self.replay_button.on_click(self._guarded("Replay", self._replay))
         self.checkpoints_view.checkpoints.observe(
-            self._guarded("refresh", lambda: self._update_checkpoint_controls(self.trainer.status)), names="value"
+            self._guarded("refresh", lambda: self._update_checkpoint_controls(self._shown_status())), names="value"
         )
 
         header = widgets.HBox(
             [widgets.HTML("<b style='font-size:15px'>nbengine</b>"), self.status_badge],
-            layout=widgets.Layout(align_items="center", grid_gap="10px"),
+            layout=widgets.Layout(align_items="center", grid_gap="10px", flex_flow="row wrap"),
         )
+        # Every row wraps: from an 800-px window with a side bar open to a wide screen, every control
+        # stays inside the cell, and nothing has a fixed width wider than that.
         controls = widgets.HBox(list(self.buttons.values()), layout=widgets.Layout(flex_flow="row wrap"))
-        loss = widgets.VBox([self.loss_image, widgets.HBox([self.log_scale, self.validation_note])])
+        loss = widgets.VBox(
+            [self.loss_image, widgets.HBox([self.log_scale, self.validation_note], layout=widgets.Layout(flex_flow="row wrap"))],
+            layout=widgets.Layout(flex="2 1 360px", max_width="640px", min_width="0"),
+        )
         self.widget = widgets.VBox(
             [
                 header,
                 controls,
                 self.message,
-                widgets.HBox([self.state_view, loss], layout=widgets.Layout(grid_gap="12px")),
+                widgets.HBox([self.state_view, loss], layout=widgets.Layout(flex_flow="row wrap", grid_gap="12px")),
                 self.timeline_view.widget,
                 self.checkpoints_view.widget,
             ],
-            layout=widgets.Layout(border="1px solid #ddd", padding="8px"),
+            layout=widgets.Layout(border="1px solid #ddd", padding="8px", max_width="100%", overflow="hidden"),
         )
         self.widget.add_class("nbengine-panel")
 
@@ -438,6 +461,7 @@ class TrainingPanel:
         self._renderer.close()
         self.timeline.detach()
         self.loss_source.detach()
+        self._epoch_handle.remove()
         if unregister:
             registry = self._session.registry()
             if registry is not None and self.key is not None and registry.get(self.key) is self:
@@ -494,7 +518,12 @@ class TrainingPanel:
             details=trace,
         )
 
-    def _show_message(self, text: str, colour: str = "#2e7d32", details: str | None = None) -> None:
+    def _show_message(
+        self, text: str, colour: str = "#2e7d32", details: str | None = None, when_still: str | None = None
+    ) -> None:
+        """Show ``text``; with ``when_still`` (a format string with ``{position}``), the message
+        describes something under way, and is replaced by ``when_still`` once the run stands still."""
+        self._message_when_still = when_still
         body = f"<span style='color:{colour}'>{html.escape(text)}</span>"
         if details:
             body += (
@@ -523,7 +552,7 @@ class TrainingPanel:
             self._join(_SETTLE_SECONDS)
 
     def _refuse_unless_enabled(self, name: str) -> None:
-        reason = self._control_reasons(self.trainer.status)[name]
+        reason = self._control_reasons(self._shown_status())[name]
         if reason is not None:
             raise ActionRefused(f"{CONTROL_LABELS[name]} is not possible now: {reason}")
 
@@ -574,7 +603,9 @@ class TrainingPanel:
         try:
             self._join(_SETTLE_SECONDS)
         except TimeoutError:
-            self._show_message("Pausing: the engine pauses at its next event boundary.", colour="#ef6c00")
+            self._show_message(
+                "Pausing: the engine pauses at its next event boundary.", colour="#ef6c00", when_still="Paused at {position}."
+            )
             return
         self._show_message(f"Paused at {self._position()}.", colour="#ef6c00")
 
@@ -589,7 +620,7 @@ class TrainingPanel:
                 self.trainer.resume(**condition)
             else:
                 self.trainer.start(**self._run_arguments(), **condition, thread_setup=self._background_run)
-            self._show_message("Stepping to the end of the epoch…", colour="#2e7d32")
+            self._show_message("Stepping to the end of the epoch…", colour="#2e7d32", when_still="Stepped to {position}.")
             return
         if self.trainer.status == PAUSED:
             self.trainer.step(**condition)
@@ -600,11 +631,20 @@ class TrainingPanel:
     def _resume(self) -> None:
         self._settle()
         self._refuse_unless_enabled("resume")
-        self.trainer.start(thread_setup=self._background_run)
+        if self.trainer.status == IDLE:
+            # A loaded run: continued with what the panel runs (the loaded state says where).
+            self.trainer.start(**self._run_arguments(), thread_setup=self._background_run)
+        else:
+            self.trainer.start(thread_setup=self._background_run)
 
     def _stop(self) -> None:
         self._settle()
         self._refuse_unless_enabled("stop")
+        if self.trainer.status == IDLE:
+            # A loaded run that was not continued: nothing runs; it is no longer shown as paused.
+            self._loaded_at = None
+            self._show_message(f"The loaded run is left at {self._position()}; Run starts it again.", colour="#1565c0")
+            return
         if self.trainer.status == PAUSED:
             # Ending a paused run runs its TERMINATE and COMPLETED handlers (a last evaluation, a
             # last save), which can take long: in the background, like the run, not in the click.
@@ -615,7 +655,9 @@ class TrainingPanel:
         try:
             self._join(_SETTLE_SECONDS)
         except TimeoutError:
-            self._show_message("Stopping: the run ends at its next event boundary.", colour="#ef6c00")
+            self._show_message(
+                "Stopping: the run ends at its next event boundary.", colour="#ef6c00", when_still="Stopped at {position}."
+            )
             return
         self._show_message(f"Stopped at {self._position()}.", colour="#1565c0")
 
@@ -628,10 +670,14 @@ class TrainingPanel:
     # ------------------------------------------------------------------ checkpoints
 
     def _save(self) -> None:
-        if self.checkpoint is None:
+        if self._shelf is None:
             raise RuntimeError("Save is not possible: the panel has no checkpoint handler")
         self._refuse_while_replaying("Save")
-        future = self.checkpoint.request_save(self.trainer)
+        future, new = self._shelf.save(self.trainer)
+        if not new:
+            self._listing_dirty = True
+            self._show_message(f"Already saved at this position: {future.result()} (nothing overwritten).", colour="#ef6c00")
+            return
         if future.done():
             self._on_saved(future)
         else:
@@ -644,29 +690,48 @@ class TrainingPanel:
         if error is not None:
             self._report_error("Save", error)
             return
-        path = future.result()
-        if path is None:
-            self._show_message("Not saved: the score did not beat the kept checkpoints.", colour="#ef6c00")
-        else:
-            self._show_message(f"Saved {path}.")
+        self._show_message(f"Saved {future.result()}.")
         self._listing_dirty = True
         self._wake.set()
 
     def _load(self) -> None:
-        if self.checkpoint is None:
+        if self._shelf is None:
             raise RuntimeError("Load is not possible: the panel has no checkpoint handler")
         self._refuse_while_replaying("Load")
         self._settle()
         status = self.trainer.status
-        if status not in (PAUSED, IDLE):
-            raise ActionRefused(f"Load is possible only while paused or idle; the engine is {status}")
+        if status == RUNNING:
+            raise ActionRefused("Load is possible only while the run stands still: Pause it first")
         path = self.checkpoints_view.checkpoints.value
         if not path:
             raise ActionRefused("Load needs a checkpoint: none is selected (save one first)")
         loader = type(self.checkpoint).load_objects
         to_load = self.checkpoint.to_save
         self.trainer.call_at_boundary(lambda: loader(to_load=to_load, checkpoint=path)).result()
-        self._show_message(f"Loaded {path}: now at {self._position()}.", colour="#1565c0")
+        self._loaded_at = self.trainer.state.iteration
+        self._shelf.select(path)
+        self._listing_dirty = True
+        self._show_message(f"Loaded {path}: paused at {self._position()}; Resume or Step continues from there.", colour="#1565c0")
+
+    def _note_epoch_start(self, engine: Engine) -> None:
+        self._epoch_started_at = (engine.state.epoch, engine.state.iteration)
+
+    def _control_help(self, name: str, status: str) -> str:
+        """The tooltip of an enabled control: what it will do now."""
+        if name == "run" and status in ("done", "failed"):
+            return "Start a new run from iteration 0 in the background (the finished run is replaced)"
+        if name == "resume" and self._loaded_at is not None:
+            return "Continue the loaded run from where it was saved, in the background"
+        return CONTROL_HELP[name]
+
+    def _shown_status(self) -> str:
+        """The engine's status, except that a loaded run that has not moved since shows as paused."""
+        status = self.trainer.status
+        if self._loaded_at is not None:
+            if status == IDLE and self.trainer.state.iteration == self._loaded_at:
+                return PAUSED
+            self._loaded_at = None
+        return status
 
     def _update_checkpoint_controls(self, status: str) -> None:
         view = self.checkpoints_view
@@ -681,14 +746,17 @@ class TrainingPanel:
                 _set(button, disabled=True, tooltip="no checkpoint handler was given")
             _set(view.checkpoints, disabled=True)
         else:
-            _set(view.save_button, disabled=False)
-            if status not in (PAUSED, IDLE):
-                reason = f"Load is possible only while paused or idle; the engine is {status}"
+            _set(view.save_button, disabled=False, tooltip=(
+                "Save a checkpoint at the next event boundary (kept apart from the periodic ones: their rotation never removes it)"
+                if status == RUNNING else "Save a checkpoint of this position (kept apart from the periodic ones: their rotation never removes it)"
+            ))
+            if status == RUNNING:
+                reason = "Load is possible while the run stands still: Pause it first"
             elif not view.checkpoints.value:
                 reason = "no checkpoint saved yet"
             else:
                 reason = None
-            _set(view.load_button, disabled=reason is not None, tooltip=reason or "Load the selected checkpoint into the handler's objects")
+            _set(view.load_button, disabled=reason is not None, tooltip=reason or "Load the selected checkpoint; the run then stands paused there")
         if self.replay is None:
             _set(view.replay_button, disabled=True, tooltip="no epoch replay was given")
             _set(view.replay_epoch, disabled=True)
@@ -740,20 +808,25 @@ class TrainingPanel:
                 self._wake.set()  # the next refresh turns the controls back on
 
     def _update_listing(self) -> None:
-        if self.checkpoint is None:
+        if self._shelf is None:
             return
         # Committing a checkpoint (os.replace) or removing one changes the folder's mtime: one stat
         # per refresh tells whether the listing (a read per file) is worth redoing.
         try:
-            signature: int | None = os.stat(self.checkpoint.save_handler.dirname).st_mtime_ns
+            folder_time: int | None = os.stat(self._shelf.folder).st_mtime_ns
         except FileNotFoundError:
-            signature = None
+            folder_time = None
+        signature = (folder_time, len(self._shelf._ours()))
         if signature == self._listing_signature and not self._listing_dirty:
             return
         self._listing_dirty = False
         self._listing_signature = signature
         # No folder (yet, or any more): no checkpoints to list, which is not an error in itself.
-        self.checkpoints_view.show_listing(self.checkpoint.list_checkpoints() if signature is not None else [])
+        infos = self._shelf.listing() if folder_time is not None else []
+        view = self.checkpoints_view
+        view.show_listing(infos, self._shelf.selection(infos, view.checkpoints.value))
+        self._checkpoint_marks = tuple(sorted({info.iteration for info in infos if info.iteration is not None})[-20:])
+        self._plot_thread.wake()
 
     # ------------------------------------------------------------------ refreshing
 
@@ -794,11 +867,23 @@ class TrainingPanel:
             self.refresh_count += 1
             return
         self._shown_signature = signature
-        snapshot = read_state(self.trainer, last_output=self.loss_source.last_output)
+        snapshot = read_state(
+            self.trainer,
+            last_output=self.loss_source.last_output,
+            status=self._shown_status(),
+            epoch_started_at=self._epoch_started_at,
+            evaluator=self.evaluator,
+            optimizer=self.optimizer,
+        )
         status = snapshot.status
         self.state_view.value = state_html(snapshot)
+        # The badge with the State view: both say the same at every moment.
+        position = f"epoch {snapshot.epoch}, iteration {snapshot.iteration} ({snapshot.last_event or '—'})"
+        self.status_badge.value = status_badge_html(status, position)
+        if self._message_when_still is not None and status != RUNNING:
+            self._show_message(self._message_when_still.format(position=self._position()), colour="#ef6c00")
         for name, reason in self._control_reasons(status).items():
-            _set(self.buttons[name], disabled=reason is not None, tooltip=reason or CONTROL_HELP[name])
+            _set(self.buttons[name], disabled=reason is not None, tooltip=reason or self._control_help(name, status))
         self._update_listing()
         if self.replay is not None:
             completed = snapshot.epoch if snapshot.iteration_in_epoch == snapshot.epoch_length else snapshot.epoch - 1
@@ -807,13 +892,13 @@ class TrainingPanel:
         if self.timeline_view.changed_since_table():
             self.timeline_view.update_table()
         self._plot_thread.wake()
-        # The status last: once the front end shows a new status, the rest of this refresh is there.
-        position = f"epoch {snapshot.epoch}, iteration {snapshot.iteration} ({snapshot.last_event or '—'})"
-        self.status_badge.value = status_badge_html(status, position)
         self.refresh_count += 1
 
     def _loss_signature(self, status: str) -> tuple:
-        return (self.loss_source.version, self._position(), status, self.log_scale.value, self._view_version)
+        return (
+            self.loss_source.version, self._position(), status, self.log_scale.value, self._view_version,
+            self._checkpoint_marks,
+        )  # fmt: skip
 
     def _draw_due_plots(self) -> float | None:
         """Draw what is due (on the plot thread, or in ``wait()``); return the seconds until the loss
@@ -833,7 +918,11 @@ class TrainingPanel:
             began = time.thread_time()
             data = self.loss_source.loss_data()
             curves = plotting.decimate_outputs(data.iterations, data.outputs)
-            options = {"log_scale": signature[3], "title": signature[1]}
+            marks = [
+                plotting.Mark(x, "checkpoints" if index == 0 else "_checkpoint", "#9467bd", ":")
+                for index, x in enumerate(signature[5])
+            ]
+            options = {"log_scale": signature[3], "title": signature[1], "marks": marks}
             png = self._renderer.render("loss", self.loss_plot_size, (curves, data.metrics), options)
             with self._lock:
                 if self._closed.is_set():

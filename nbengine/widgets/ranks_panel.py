@@ -54,6 +54,11 @@ def ranks_table_html(ranks: list[dict | None]) -> str:
     return f"<table class='nbengine-ranks' style='border-spacing:10px 2px'>{header}{''.join(rows)}</table>"
 
 
+def _button_class(label: str) -> str:
+    """The button's CSS class, e.g. ``nbengine-step-epoch`` (stable selectors for tests and users)."""
+    return "nbengine-" + label.lower().replace(" ", "-")
+
+
 class RanksPanel:
     """Controls and views over every rank of ``job`` (a ``RankJob``); display it as a cell's last
     expression (or ``panel.widget``). Creating it waits until rank 0 has announced its run."""
@@ -77,7 +82,10 @@ class RanksPanel:
         self._closed = threading.Event()
         controls = widgets.HBox(list(self.buttons.values()), layout=widgets.Layout(flex_flow="row wrap"))
         plots = widgets.HBox([self.loss, self.timeline], layout=widgets.Layout(flex_flow="row wrap"))
+        self.loss.add_class("nbengine-loss-plot")
+        self.timeline.add_class("nbengine-timeline-plot")
         self.widget = widgets.VBox([controls, self.status, self.state, plots, self.error])
+        self.widget.add_class("nbengine-ranks-panel")
         self.refresh()
         self._thread = threading.Thread(target=self._refresh_loop, name="nbengine-ranks-panel", daemon=True)
         self._thread.start()
@@ -95,11 +103,13 @@ class RanksPanel:
         buttons = {}
         for label, action in actions.items():
             button = widgets.Button(description=label, layout=widgets.Layout(width="auto"))
+            button.add_class(_button_class(label))
             button.on_click(lambda _, label=label, action=action: self._request(label, action))
             buttons[label] = button
         for label in ("Load", "Replay"):
             buttons[label] = widgets.Button(description=label, disabled=True, tooltip=NOT_IN_COMMAND_LOG,
                                             layout=widgets.Layout(width="auto"))
+            buttons[label].add_class(_button_class(label))
         return buttons
 
     def _request(self, label: str, action: Any) -> None:

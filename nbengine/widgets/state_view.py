@@ -49,6 +49,10 @@ class StateSnapshot:
     last_event: str | None
     output: str
     metrics: dict[str, str] = field(default_factory=dict)
+    #: The evaluator's metrics from its last run, when the panel has an evaluator.
+    validation: dict[str, str] = field(default_factory=dict)
+    #: Learning rate of the optimizer's first parameter group, when the panel knows the optimizer.
+    learning_rate: str | None = None
     times: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
@@ -88,22 +92,43 @@ def _event_name(event: Any) -> str | None:
     return event if isinstance(event, str) else getattr(event, "name", repr(event))
 
 
-def read_state(engine: Any, last_output: tuple[int, float] | None = None) -> StateSnapshot:
+def read_state(
+    engine: Any,
+    last_output: tuple[int, float] | None = None,
+    *,
+    status: str | None = None,
+    epoch_started_at: tuple[int, int] | None = None,
+    evaluator: Any = None,
+    optimizer: Any = None,
+) -> StateSnapshot:
     """Copy what the State view shows from ``engine`` (any thread). Between the fetch of a batch
     and the end of its iteration the engine's output is None; ``last_output``, the
-    ``(iteration, value)`` of the last recorded output, is shown then."""
+    ``(iteration, value)`` of the last recorded output, is shown then. ``status`` replaces the
+    engine's (a loaded run shows as paused); ``epoch_started_at`` is ``(epoch, iteration)`` at the
+    last EPOCH_STARTED, which says where in its epoch the run stands even when an epoch was cut
+    short or a run started again; ``evaluator`` and ``optimizer`` add the validation metrics and
+    the learning rate."""
     state = engine.state
     epoch = int(state.epoch or 0)
     iteration = int(state.iteration or 0)
     epoch_length = state.epoch_length
-    if epoch_length and epoch >= 1:
+    if epoch_started_at is not None and epoch_started_at[0] == epoch and epoch_started_at[1] <= iteration:
+        in_epoch = iteration - epoch_started_at[1]
+    elif epoch_length and epoch >= 1:
         in_epoch = max(0, min(epoch_length, iteration - (epoch - 1) * epoch_length))
     else:
         in_epoch = iteration
     # dict() copies in one step, so a metric added meanwhile by the training thread cannot break it.
     metrics = {str(name): format_value(value) for name, value in dict(state.metrics or {}).items()}
     times = {str(name): (f"{value:.3f} s" if isinstance(value, numbers.Real) else "—") for name, value in dict(state.times or {}).items()}
-    status = engine.status
+    validation = {}
+    if evaluator is not None:
+        validation = {str(name): format_value(value) for name, value in dict(evaluator.state.metrics or {}).items()}
+    learning_rate = None
+    groups = getattr(optimizer, "param_groups", None)
+    if groups:
+        learning_rate = format_value(groups[0].get("lr"))
+    status = status if status is not None else engine.status
     error = engine.error if status == "failed" else None
     return StateSnapshot(
         status=status,
@@ -116,6 +141,8 @@ def read_state(engine: Any, last_output: tuple[int, float] | None = None) -> Sta
         last_event=_event_name(engine.last_event),
         output=_output_text(state.output, last_output),
         metrics=metrics,
+        validation=validation,
+        learning_rate=learning_rate,
         times=times,
         error=None if error is None else f"{type(error).__name__}: {error}",
         traceback=None if error is None else "".join(traceback.format_exception(error)),
@@ -167,8 +194,13 @@ def state_html(snapshot: StateSnapshot) -> str:
     if s.metrics:
         metrics = "<br>".join(f"{html.escape(k)}: <code>{html.escape(v)}</code>" for k, v in s.metrics.items())
         rows.append(_row("metrics", f"<span class='nbengine-metrics'>{metrics}</span>"))
-    else:
+    elif not s.validation:
         rows.append(_row("metrics", "<span class='nbengine-metrics' style='color:#999'>none</span>"))
+    if s.validation:
+        validation = "<br>".join(f"{html.escape(k)}: <code>{html.escape(v)}</code>" for k, v in s.validation.items())
+        rows.append(_row("validation", f"<span class='nbengine-validation'>{validation}</span>"))
+    if s.learning_rate is not None:
+        rows.append(_row("learning rate", f"<code class='nbengine-lr'>{html.escape(s.learning_rate)}</code>"))
     times = "<br>".join(f"{html.escape(k.lower())}: {html.escape(v)}" for k, v in s.times.items())
     rows.append(_row("times", f"<span class='nbengine-times'>{times}</span>"))
     table = "<table class='nbengine-state' style='border-collapse:collapse;font-size:13px'>" + "".join(rows) + "</table>"

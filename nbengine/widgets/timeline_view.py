@@ -47,18 +47,23 @@ def _ordered(names: set[str], first_seen: list[str]) -> list[str]:
 
 
 def timeline_table_html(entries: Sequence[TimelineEntry], total: int, capacity: int) -> str:
-    """The table of ``entries`` (oldest first); ``total`` events recorded in all, ``capacity`` kept."""
+    """The table of ``entries`` (given oldest first, shown newest first, at the top where the eye
+    is); ``total`` events recorded in all, ``capacity`` kept. Handler names wrap, and each one's
+    full name is its tooltip."""
     head = (
         "<tr style='color:#555'><th>#</th><th>event</th><th>epoch</th><th>iter</th>"
         "<th>handlers (ms)</th><th>t (s)</th></tr>"
     )
     rows = []
-    for entry in entries:
-        handlers = ", ".join(f"{seconds * 1e3:.3f} {html.escape(_short(name))}" for name, seconds in entry.handlers)
+    for entry in reversed(entries):
+        handlers = "<br>".join(
+            f"<span title='{html.escape(name, quote=True)}'>{seconds * 1e3:.3f} {html.escape(_short(name))}</span>"
+            for name, seconds in entry.handlers
+        )
         rows.append(
             f"<tr class='nbengine-timeline-row'><td>{entry.seq}</td><td><code>{entry.event.lower()}</code></td>"
             f"<td>{entry.epoch}</td><td>{entry.iteration}</td>"
-            f"<td style='max-width:260px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap'>{handlers or '—'}</td>"
+            f"<td style='overflow-wrap:anywhere;line-height:1.2'>{handlers or '—'}</td>"
             f"<td>{entry.time:.4f}</td></tr>"
         )
     caption = (
@@ -99,12 +104,18 @@ class TimelineView:
         self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
         #: (width, height, dpi) of the plot image.
         self.plot_size = (480, 300, 80)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width="480px"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="480px", height="auto", flex="1 1 300px", min_width="0"))
         self.image.add_class("nbengine-timeline-plot")
         self._shown_count = -1
         self._plotted_count = -1
-        table_box = widgets.Box([self.table], layout=widgets.Layout(width="52%", max_height="330px", overflow="auto"))
-        self.widget = widgets.VBox([widgets.HTML("<b>Event timeline</b>"), self.filter, widgets.HBox([table_box, self.image])])
+        table_box = widgets.Box([self.table], layout=widgets.Layout(flex="1 1 340px", min_width="0", max_height="330px", overflow="auto"))
+        self.widget = widgets.VBox(
+            [
+                widgets.HTML("<b>Event timeline</b>"),
+                self.filter,
+                widgets.HBox([table_box, self.image], layout=widgets.Layout(flex_flow="row wrap", grid_gap="8px")),
+            ]
+        )
 
     def _note_names(self) -> None:
         for name in self.timeline.event_names():

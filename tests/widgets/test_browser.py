@@ -1,10 +1,13 @@
 """The TrainingPanel in a real browser: JupyterLab on 127.0.0.1, driven by Playwright through
-Debian's Chromium (recipe: shared/notes/jupyter-testing.md).
+Debian's Chromium (how it is set up: docs/testing-notebooks.md).
 
 The test opens ``notebooks/training_panel.ipynb``, runs all cells (training starts in the
-background with the panel) and clicks the panel's buttons the way a user does. A screenshot of
-the panel at each stage, and one of the whole page at the end, are kept under
-``test-artifacts/browser/`` in the repository root. Skipped, with the reason, only when
+background with the panel) and clicks the panel's buttons the way a user does, in a window 1280
+and 800 px wide with the file browser open: the loss plot must change at least 8 times in 20 s of
+running and within 5 s of Pause, Step, Save and Resume, and every button must lie inside the
+viewport, wide enough to read and reachable by a click. A screenshot of the panel at each stage,
+and one of the whole page at the end, are kept under ``test-artifacts/browser/<width>px/`` in the
+repository root. Skipped, with the reason, only when
 ``/usr/bin/chromium`` is missing.
 """
 
@@ -108,19 +111,70 @@ def browser():
             chromium.close()
 
 
-def test_the_panel_controls_a_live_run_in_jupyterlab(jupyterlab, browser):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+@pytest.mark.parametrize("width", [1280, 800])
+def test_the_panel_controls_a_live_run_in_jupyterlab(jupyterlab, browser, width):
+    artifacts = ARTIFACTS / f"{width}px"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     try:
-        _drive_the_panel(page, jupyterlab)
+        _drive_the_panel(page, jupyterlab, artifacts)
     finally:
-        page.screenshot(path=str(ARTIFACTS / "last.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "last.png"), full_page=True)
         # Kernels outlive the page: shut this one down so its training thread stops.
         page.evaluate("() => window.jupyterapp?.shell.currentWidget?.sessionContext?.shutdown()")
         page.close()
 
 
-def _drive_the_panel(page, base_url: str) -> None:
+def _loss_changes(page, seconds: float) -> int:
+    """How many times the loss image changed during ``seconds`` (sampled every 50 ms in the page)."""
+    return page.evaluate(
+        """(ms) => new Promise(resolve => {
+               let last = document.querySelector('img.nbengine-loss-plot').getAttribute('src'), changes = 0;
+               const timer = setInterval(() => {
+                   const now = document.querySelector('img.nbengine-loss-plot').getAttribute('src');
+                   if (now !== last) { changes += 1; last = now; }
+               }, 50);
+               setTimeout(() => { clearInterval(timer); resolve(changes); }, ms);
+           })""",
+        seconds * 1000,
+    )
+
+
+def _wait_loss_change(page, before: str, what: str) -> None:
+    """The loss image changes within 5 s."""
+    try:
+        page.wait_for_function(
+            "([selector, before]) => document.querySelector(selector).getAttribute('src') !== before",
+            arg=["img.nbengine-loss-plot", before],
+            timeout=5_000,
+        )
+    except Exception as error:
+        raise AssertionError(f"the loss plot did not change within 5 s after {what}") from error
+
+
+def _buttons_inside_the_viewport(page, panel, width: int) -> None:
+    """Every button of the panel lies inside the viewport, is wide enough to read, and is what a
+    click at its centre reaches."""
+    buttons = panel.locator("button")
+    assert buttons.count() == 10
+    for index in range(buttons.count()):
+        button = buttons.nth(index)
+        button.scroll_into_view_if_needed()
+        box = button.bounding_box()
+        name = button.inner_text().strip()
+        assert box is not None, f"button {name!r} is not shown"
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, f"button {name!r} at {box} leaves the {width}-px viewport"
+        assert box["y"] >= 0 and box["y"] + box["height"] <= page.viewport_size["height"], f"button {name!r} at {box} is not in view"
+        assert box["width"] >= 40, f"button {name!r} is {box['width']} px wide"
+        reached = page.evaluate(
+            "([x, y]) => { const e = document.elementFromPoint(x, y); return e && e.closest('button')?.innerText.trim(); }",
+            [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+        )
+        assert reached == name, f"a click at the centre of {name!r} reaches {reached!r}"
+
+
+def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
+    width = page.viewport_size["width"]
     page.goto(f"{base_url}/lab/tree/training_panel.ipynb?reset")
     page.wait_for_function(
         """() => { const w = window.jupyterapp?.shell.currentWidget;
@@ -128,10 +182,13 @@ def _drive_the_panel(page, base_url: str) -> None:
                    return k && k.connectionStatus === 'connected' && k.status === 'idle'; }""",
         timeout=90_000,
     )
+    # As a user has it: the file browser open beside the notebook.
+    page.evaluate("() => { window.jupyterapp.shell.activateById('filebrowser'); }")
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
 
     panel = page.locator(".nbengine-panel")
     panel.wait_for(state="visible", timeout=90_000)
+    assert page.locator(".nbengine-panel").count() == 1
     status = panel.locator(".nbengine-status-badge .nbengine-status")
     iteration = panel.locator(".nbengine-state-view .nbengine-iteration")
 
@@ -150,70 +207,75 @@ def _drive_the_panel(page, base_url: str) -> None:
     loss_image = panel.locator("img.nbengine-loss-plot")
     timeline_count = panel.locator(".nbengine-timeline-count")
     timeline_image = panel.locator("img.nbengine-timeline-plot")
-    panel.screenshot(path=str(ARTIFACTS / "1-running.png"))
+    loss_box = loss_image.bounding_box()
+    assert loss_box is not None and loss_box["width"] >= 300, f"the loss plot is {loss_box} at {width} px"
 
-    # Pause: the iteration shown stops changing.
+    # Live while running: at least 8 new pictures in 20 s (the design: one at least every 2 s).
+    changes = _loss_changes(page, 20)
+    assert changes >= 8, f"the loss plot changed {changes} times in 20 s of running"
+    assert status.inner_text() == "running"
+    panel.screenshot(path=str(artifacts / "1-running.png"))
+    _buttons_inside_the_viewport(page, panel, width)
+
+    # Pause: the iteration shown stops changing; the plot shows the paused position.
+    loss_src = loss_image.get_attribute("src")
     panel.locator("button.nbengine-pause").click()
     wait_text(".nbengine-status-badge .nbengine-status", "t === 'paused'")
-    assert status.inner_text() == "paused"
+    _wait_loss_change(page, loss_src, "Pause")
     paused_at = shown_iteration()
     events_at_pause = timeline_count.inner_text()
-    loss_src_at_pause = loss_image.get_attribute("src")
     page.wait_for_timeout(1500)  # several refresh periods of the panel: nothing may move meanwhile
     assert shown_iteration() == paused_at
     assert timeline_count.inner_text() == events_at_pause
-    panel.screenshot(path=str(ARTIFACTS / "2-paused.png"))
+    panel.screenshot(path=str(artifacts / "2-paused.png"))
 
-    # Step: exactly one iteration more.
+    # Step: exactly one iteration more; the timeline and both plots follow.
     timeline_src_before_step = timeline_image.get_attribute("src")
+    loss_src = loss_image.get_attribute("src")
     panel.locator("button.nbengine-step").click()
     wait_text(".nbengine-state-view .nbengine-iteration", f"parseInt(t) === {paused_at + 1}")
+    _wait_loss_change(page, loss_src, "Step")
     page.wait_for_timeout(1000)
     assert shown_iteration() == paused_at + 1
-    # The timeline and both plots follow the step.
     assert timeline_count.inner_text() != events_at_pause
     page.wait_for_function(
         "([selector, before]) => document.querySelector(selector).getAttribute('src') !== before",
         arg=["img.nbengine-timeline-plot", timeline_src_before_step],
         timeout=30_000,
     )
-    page.wait_for_function(
-        "([selector, before]) => document.querySelector(selector).getAttribute('src') !== before",
-        arg=["img.nbengine-loss-plot", loss_src_at_pause],
-        timeout=30_000,
-    )
     rows = panel.locator(".nbengine-timeline-row")
     assert rows.count() >= 4
-    assert "iteration_completed" in rows.nth(rows.count() - 1).inner_text()
-    panel.screenshot(path=str(ARTIFACTS / "3-stepped.png"))
+    # The newest event at the top.
+    assert "iteration_completed" in rows.nth(0).inner_text()
+    panel.screenshot(path=str(artifacts / "3-stepped.png"))
 
-    # Save: the checkpoint appears in the dropdown.
+    # Save: the checkpoint appears in the dropdown, selected, and is marked on the plot.
     options = panel.locator(".nbengine-checkpoints select option")
-    assert options.count() == 0
+    before_save = options.count()
+    loss_src = loss_image.get_attribute("src")
     panel.locator("button.nbengine-save").click()
     page.wait_for_function(
-        "() => document.querySelectorAll('.nbengine-checkpoints select option').length === 1", timeout=30_000
+        f"() => document.querySelectorAll('.nbengine-checkpoints select option').length === {before_save + 1}", timeout=30_000
     )
+    _wait_loss_change(page, loss_src, "Save")
+    selected = page.evaluate("() => { const s = document.querySelector('.nbengine-checkpoints select'); return s.options[s.selectedIndex].text; }")
     # The dropdown shows spaces as no-break spaces.
-    assert f"iter {paused_at + 1} ·" in options.nth(0).inner_text().replace("\xa0", " ")
-    panel.screenshot(path=str(ARTIFACTS / "4-saved.png"))
+    assert f"iter {paused_at + 1} ·" in selected.replace("\xa0", " ")
+    panel.screenshot(path=str(artifacts / "4-saved.png"))
 
     # Resume: the iteration advances again, and the loss plot keeps being redrawn.
-    loss_src_before_resume = loss_image.get_attribute("src")
+    loss_src = loss_image.get_attribute("src")
     panel.locator("button.nbengine-resume").click()
     wait_text(".nbengine-status-badge .nbengine-status", "t === 'running'")
+    _wait_loss_change(page, loss_src, "Resume")
     wait_text(".nbengine-state-view .nbengine-iteration", f"parseInt(t) > {paused_at + 20}")
-    page.wait_for_function(
-        "([selector, before]) => document.querySelector(selector).getAttribute('src') !== before",
-        arg=["img.nbengine-loss-plot", loss_src_before_resume],
-        timeout=30_000,
-    )
     page.wait_for_function(
         "(before) => document.querySelector('.nbengine-timeline-count').textContent !== before",
         arg=timeline_count.inner_text(),
         timeout=30_000,
     )
-    panel.screenshot(path=str(ARTIFACTS / "5-resumed.png"))
+    panel.screenshot(path=str(artifacts / "5-resumed.png"))
+    _buttons_inside_the_viewport(page, panel, width)
 
     panel.locator("button.nbengine-stop").click()
     wait_text(".nbengine-status-badge .nbengine-status", "t === 'done'")

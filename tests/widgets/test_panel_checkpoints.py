@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from nbengine.engine import Engine
+from nbengine.engine import Engine, Events
 from nbengine.handlers import Checkpoint, DiskSaver, load_checkpoint
 
 from ._training import Mlp, wait_until
@@ -58,8 +58,10 @@ def test_load_restores_the_saved_state(make_panel, tmp_path):
 
     panel.load_button.click()
     trainer = mlp.trainer
-    # A state saved mid-epoch is restored at that iteration; the engine is idle, ready to continue.
+    # A state saved mid-epoch is restored at that iteration; the panel shows it paused, Resume on.
     assert (trainer.status, trainer.state.iteration) == ("idle", saved_iteration)
+    assert "nbengine-status-paused" in panel.status_badge.value
+    assert not panel.buttons["resume"].disabled and panel.buttons["pause"].disabled
     assert all(torch.equal(a, b) for a, b in zip(mlp.weights(), saved_weights))
     stored = load_checkpoint(panel.checkpoints_view.checkpoints.value)
     assert all(torch.equal(mlp.model.state_dict()[k], v) for k, v in stored["model"].items())
@@ -79,10 +81,10 @@ def test_load_is_refused_while_running(make_panel, tmp_path):
     panel.start()
     wait_until(lambda: mlp.trainer.state.iteration >= 10, what="10 iterations")
     assert panel.load_button.disabled
-    assert panel.load_button.tooltip == "Load is possible only while paused or idle; the engine is running"
+    assert panel.load_button.tooltip == "Load is possible while the run stands still: Pause it first"
     before = mlp.trainer.state.iteration
     panel.load_button.click()
-    assert "Load is possible only while paused or idle; the engine is running" in panel.message.value
+    assert "Load is possible only while the run stands still: Pause it first" in panel.message.value
     assert mlp.trainer.status == "running" and mlp.trainer.state.iteration >= before
     assert not panel.errors
 
@@ -144,3 +146,80 @@ def test_the_evaluator_must_be_another_engine(make_panel):
     trainer = Engine(lambda engine, batch: batch)
     with pytest.raises(ValueError, match=r"evaluator should be another engine than trainer"):
         make_panel(trainer, evaluator=trainer)
+
+
+def make_rotating_checkpoint(mlp: Mlp, folder, n_saved: int = 2) -> Checkpoint:
+    to_save = {"trainer": mlp.trainer, "model": mlp.model, "optimizer": mlp.optimizer}
+    return Checkpoint(to_save, DiskSaver(folder, create_dir=True), n_saved=n_saved)
+
+
+def test_a_checkpoint_saved_with_the_button_survives_the_rotation_of_the_periodic_ones(make_panel, tmp_path):
+    mlp = Mlp(batches=4)
+    checkpoint = make_rotating_checkpoint(mlp, tmp_path / "ckpt", n_saved=2)
+    mlp.trainer.add_event_handler(Events.EPOCH_COMPLETED, checkpoint)
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=6, checkpoint=checkpoint)
+    panel.buttons["step"].click()
+    panel.save_button.click()
+    manual = panel.checkpoints_view.checkpoints.value
+    assert manual.endswith("manual_checkpoint_1.pt")
+    panel.buttons["resume"].click()
+    panel.wait(60)
+    panel.refresh()
+    listed = [value.rsplit("/", 1)[-1] for _, value in panel.checkpoints_view.checkpoints.options]
+    # The rotation kept the last two epoch checkpoints and never touched the button's.
+    assert listed == ["checkpoint_24.pt", "checkpoint_20.pt", "manual_checkpoint_1.pt"]
+    # The newest is selected once the one saved with the button is no longer the latest event.
+    assert panel.checkpoints_view.checkpoints.value.endswith("checkpoint_24.pt")
+    assert not panel.errors
+
+
+def test_the_dropdown_selects_the_checkpoint_just_saved_or_loaded_and_lists_only_this_handlers(make_panel, tmp_path):
+    folder = tmp_path / "ckpt"
+    mlp = Mlp()
+    stranger = Mlp()
+    # Another run's file in the same folder: not listed.
+    Checkpoint({"model": stranger.model}, DiskSaver(folder, create_dir=True), filename_prefix="other")(stranger.trainer)
+    to_save = {"trainer": mlp.trainer, "model": mlp.model, "optimizer": mlp.optimizer}
+    checkpoint = Checkpoint(to_save, DiskSaver(folder, require_empty=False), n_saved=None)
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=100, checkpoint=checkpoint)
+    dropdown = panel.checkpoints_view.checkpoints
+    assert dropdown.options == ()
+    for _ in range(3):
+        panel.buttons["step"].click()
+    panel.save_button.click()
+    first = dropdown.value
+    for _ in range(2):
+        panel.buttons["step"].click()
+    panel.save_button.click()
+    second = dropdown.value
+    assert (first.rsplit("/", 1)[-1], second.rsplit("/", 1)[-1]) == ("manual_checkpoint_3.pt", "manual_checkpoint_5.pt")
+    assert [value for _, value in dropdown.options] == [second, first]
+    # Load the older one: it stays selected, the run stands paused there with Resume on.
+    dropdown.value = first
+    panel.load_button.click()
+    assert mlp.trainer.state.iteration == 3 and dropdown.value == first
+    assert "nbengine-status-paused" in panel.status_badge.value and not panel.buttons["resume"].disabled
+    # Saving again at a saved position writes nothing and says so.
+    panel.save_button.click()
+    assert "Already saved at this position" in panel.message.value and "nothing overwritten" in panel.message.value
+    assert len(dropdown.options) == 2
+    panel.buttons["resume"].click()
+    panel.wait(60)
+    assert mlp.trainer.state.iteration == 100 * 10
+    assert not panel.errors
+
+
+def test_load_works_once_the_run_is_done(make_panel, tmp_path):
+    mlp = Mlp(batches=3)
+    checkpoint = make_checkpoint(mlp, tmp_path / "ckpt")
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=2, checkpoint=checkpoint)
+    panel.buttons["step"].click()
+    panel.save_button.click()
+    panel.buttons["resume"].click()
+    panel.wait(60)
+    assert mlp.trainer.status == "done"
+    assert not panel.load_button.disabled
+    panel.load_button.click()
+    assert mlp.trainer.state.iteration == 1
+    assert "nbengine-status-paused" in panel.status_badge.value
+    assert not panel.errors

@@ -203,16 +203,19 @@ def test_the_timeline_view_lists_recent_events_and_filters_them(make_panel):
     panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=2)
     panel.buttons["step"].click()
     table = panel.timeline_view.table.value
-    rows = re.findall(r"<tr class='nbengine-timeline-row'><td>(\d+)</td><td><code>(\w+)</code></td><td>(\d+)</td><td>(\d+)</td><td[^>]*>([^<]*)</td>", table)
+    rows = re.findall(r"<tr class='nbengine-timeline-row'><td>(\d+)</td><td><code>(\w+)</code></td><td>(\d+)</td><td>(\d+)</td><td[^>]*>(.*?)</td>", table)
+    # Newest first, at the top where the eye is.
     assert [(int(seq), name, int(epoch), int(it)) for seq, name, epoch, it, _ in rows] == [
-        (1, "started", 0, 0),
-        (2, "epoch_started", 1, 0),
-        (3, "get_batch_started", 1, 0),
-        (4, "get_batch_completed", 1, 0),
-        (5, "iteration_started", 1, 1),
         (6, "iteration_completed", 1, 1),
+        (5, "iteration_started", 1, 1),
+        (4, "get_batch_completed", 1, 0),
+        (3, "get_batch_started", 1, 0),
+        (2, "epoch_started", 1, 0),
+        (1, "started", 0, 0),
     ]
-    assert re.fullmatch(r"\d+\.\d{3} log_loss", rows[-1][4]) and rows[0][4] == "—"
+    # Each handler on its own line, its full name as the tooltip.
+    assert re.fullmatch(r"<span title='test_the_timeline_view_lists_recent_events_and_filters_them\.&lt;locals&gt;\.log_loss'>\d+\.\d{3} log_loss</span>", rows[0][4])
+    assert rows[-1][4] == "—"
     assert "6 events recorded; the last 6 are kept" in table
     labels = [label for label, _ in panel.timeline_view.filter.options]
     assert labels == ["all events", "started", "epoch_started", "get_batch_started", "get_batch_completed", "iteration_started", "iteration_completed"]
