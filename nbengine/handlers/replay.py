@@ -86,7 +86,7 @@ _SNAPSHOT_KEYS = ("epoch", "engine", "objects", "trace")
 _TRACE_KEYS = ("iterations", "fingerprints", "values", "names")
 # Optional in a trace: "partial" (True for an epoch saved before it completed; the records after the
 # save are added from the History when it completes or is replayed) and "notes" (see ``_NOTE_TEXT``).
-_OPTIONAL_TRACE_KEYS = ("partial", "notes")
+_OPTIONAL_TRACE_KEYS = ("partial", "notes", "generators")
 # What the notes a CellGuard leaves in ``trainer.state.rng_notes`` say in a report.
 _NOTE_TEXT = {
     "cell": "shared the generators with a cell from iteration {}",
@@ -204,6 +204,11 @@ def _trace_snapshot(trace: Mapping, epoch: int) -> HistorySnapshot:
         epochs=np.full(len(iterations), epoch, dtype=np.int64),
         iterations=iterations,
         fingerprints=trace["fingerprints"].numpy().astype(np.int64),
+        generators=(
+            trace["generators"].numpy().astype(np.int64)
+            if trace.get("generators") is not None
+            else np.zeros(len(iterations), dtype=np.int64)
+        ),
         values=trace["values"].numpy().astype(np.float64).reshape(len(iterations), len(trace["names"])),
     )
 
@@ -216,9 +221,34 @@ def _trace_of(records: HistorySnapshot, notes: list | tuple = (), partial: bool 
         "names": list(records.names),
         "notes": [[int(iteration), str(kind)] for iteration, kind in notes],
     }
+    if records.generators is not None and records.generators.any():
+        trace["generators"] = torch.from_numpy(records.generators.copy())
     if partial:
         trace["partial"] = True
     return trace
+
+
+def _generators(records: HistorySnapshot) -> np.ndarray:
+    if records.generators is None:
+        return np.zeros(len(records), dtype=np.int64)
+    return records.generators
+
+
+def _disturbed_at(reference: HistorySnapshot, replayed: HistorySnapshot, first_divergent: int | None) -> int | None:
+    """The iteration that started with another torch generator state in the recorded run than in the
+    replay, while every iteration before it matched: the replay redoes everything the training did,
+    so something outside it drew from the generator (another thread). None when nothing was watched."""
+    recorded, again = _generators(reference), _generators(replayed)
+    if not recorded.any() or not again.any():
+        return None
+    at = {int(iteration): int(value) for iteration, value in zip(reference.iterations, recorded)}
+    for iteration, value in zip(replayed.iterations, again):
+        iteration = int(iteration)
+        if first_divergent is not None and iteration > first_divergent:
+            return None
+        if iteration in at and at[iteration] and at[iteration] != int(value):
+            return iteration
+    return None
 
 
 def _merged(first: HistorySnapshot, later: HistorySnapshot) -> HistorySnapshot:
@@ -242,6 +272,7 @@ def _merged(first: HistorySnapshot, later: HistorySnapshot) -> HistorySnapshot:
         epochs=np.concatenate((first.epochs[keep], later.epochs))[order],
         iterations=iterations[order],
         fingerprints=np.concatenate((first.fingerprints[keep], later.fingerprints))[order],
+        generators=np.concatenate((_generators(first)[keep], _generators(later)))[order],
         values=np.concatenate((first.values[keep], later.values))[order],
     )
 
@@ -299,7 +330,8 @@ class EpochReplay:
         self._keep_last = int(keep_last)
         self._replay_handlers = tuple(replay_handlers)
         self._owns_history = history is None
-        self._history = history if history is not None else History().attach(trainer)
+        # Its own History watches the generators, so a replay can name a disturbance from outside.
+        self._history = history if history is not None else History(watch_generators=True).attach(trainer)
         self._snapshots: OrderedDict[int, dict[str, Any]] = OrderedDict()
         self._lock = threading.Lock()
         trainer.add_event_handler(Events.STARTED, self._on_started)
@@ -509,6 +541,7 @@ class EpochReplay:
                 capacity=epoch_length,
                 output_transform=self._history.output_transform,
                 fingerprint=self._history.fingerprint,
+                watch_generators=self._history.watch_generators,
             ).attach(twin)
             replay_state = dict(engine_state)
             replay_state.pop("max_epochs", None)
@@ -521,6 +554,9 @@ class EpochReplay:
             twin.run()
             replayed = recorder.snapshot()
             compared, fingerprints_equal, outputs_equal, max_abs_diff, first = _compare(reference, replayed, atol)
+            disturbed = _disturbed_at(reference, replayed, first)
+            if disturbed is not None and (disturbed, "outside") not in notes:
+                notes = [*notes, (disturbed, "outside")]
             if continue_from_replay:
                 self._continue_from(twin, epoch, epoch_length, engine_state, start_objects, replayed)
                 continued = True

@@ -501,3 +501,29 @@ def test_a_replay_report_names_what_the_notes_say(notes, ending):
     assert report.notes == tuple((iteration, kind) for _, iteration, kind in notes)
     assert report.first_divergent_iteration == 7
     assert str(report).endswith(ending)
+
+
+def test_a_thread_that_draws_from_the_training_generator_is_named_by_the_replay():
+    setup = Setup()
+    go, drawn = threading.Event(), threading.Event()
+
+    def other_thread():
+        go.wait(60)
+        torch.rand(1)  # from the training's generator, between two iterations of epoch 2
+        drawn.set()
+
+    @setup.trainer.on(Events.ITERATION_COMPLETED(once=7))
+    def let_it_draw(engine):
+        go.set()
+        assert drawn.wait(60)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    setup.trainer.run(setup.loader, max_epochs=2)
+    thread.join()
+    assert setup.replay.history.watch_generators
+    report = setup.replay.replay_epoch(2)
+    assert not report.reproduced
+    assert report.notes == ((8, "outside"),)
+    assert str(report).endswith("; the recorded run disturbed from outside at iteration 8")
+    assert setup.replay.replay_epoch(1).reproduced
