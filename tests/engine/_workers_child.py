@@ -5,7 +5,8 @@ mid-epoch and save a checkpoint, or start from one; write the final weights.
 Usage: python _workers_child.py LOADER NUM_WORKERS OUT [--save-at ITERATION CHECKPOINT] [--resume CHECKPOINT]
 
 LOADER is ``deterministic`` (a DataLoader under create_supervised_trainer(deterministic=True)) or
-``stateful`` (torchdata's StatefulDataLoader under a plain trainer).
+``stateful`` (torchdata's StatefulDataLoader over ``SeededSamples`` under a plain trainer, which
+saves no random state of its own: its model has no Dropout).
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ def build(loader_kind: str, num_workers: int, stateful_generator_seed: int = 5):
     torch.manual_seed(0)
     random.seed(0)
     np.random.seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(FEATURES, 16), torch.nn.ReLU(), torch.nn.Dropout(0.3), torch.nn.Linear(16, 3)
-    )
+    dropout = [torch.nn.Dropout(0.3)] if loader_kind == "deterministic" else []
+    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, 16), torch.nn.ReLU(), *dropout, torch.nn.Linear(16, 3))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     loss_fn = torch.nn.CrossEntropyLoss()
     if loader_kind == "deterministic":
@@ -58,8 +58,10 @@ def build(loader_kind: str, num_workers: int, stateful_generator_seed: int = 5):
     else:
         from torchdata.stateful_dataloader import StatefulDataLoader
 
+        from nbengine.engine.sample_seeding import SeededSamples
+
         loader = StatefulDataLoader(
-            NoisyPoints(),
+            SeededSamples(NoisyPoints()),
             batch_size=BATCH,
             shuffle=True,
             num_workers=num_workers,
