@@ -102,15 +102,12 @@ class DistributedControl:
         interval: the seconds between two rounds that ``every=None`` aims at (0.05 by default).
         checkpoint: ``fn(engine)`` run on every rank for a ``save`` request (e.g. a
             :class:`~nbengine.handlers.Checkpoint` over :class:`~nbengine.distributed.RankStates`).
-        when_paused: ``"wait"`` (default): while paused, :meth:`run` waits for the next request;
-            ``"return"``: :meth:`run` returns the state, as ``Engine.run`` does.
         store: the store of the command log; by default a connection to the job's
             (``MASTER_ADDR``/``MASTER_PORT``), or an in-memory one on a single process.
     """
 
     def __init__(self, engine: Engine, *, every: int | None = None, interval: float = 0.05,
-                 checkpoint: Callable[[Engine], Any] | None = None, when_paused: str = "wait",
-                 store: dist.Store | None = None) -> None:
+                 checkpoint: Callable[[Engine], Any] | None = None, store: dist.Store | None = None) -> None:
         if not isinstance(engine, Engine):
             raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
         if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
@@ -119,13 +116,10 @@ class DistributedControl:
             raise ValueError(f"interval should be a positive number of seconds, got {interval!r}")
         if checkpoint is not None and not callable(checkpoint):
             raise TypeError(f"checkpoint should be a callable fn(engine) or None, got {checkpoint!r}")
-        if when_paused not in ("wait", "return"):
-            raise ValueError(f"when_paused should be 'wait' or 'return', got {when_paused!r}")
         self.engine = engine
         self.every = every
         self.interval = float(interval)
         self.checkpoint = checkpoint
-        self.when_paused = when_paused
         self.rank = idist.get_rank()
         self.world_size = idist.get_world_size()
         distributed = idist.model_name() == "native-dist"
@@ -275,10 +269,12 @@ class DistributedControl:
 
     def run(self, data: Iterable | None = None, max_epochs: int | None = None, epoch_length: int | None = None,
             max_iters: int | None = None) -> State:
-        """Drive the run on this rank until it ends (``when_paused="wait"``) or pauses (``"return"``).
+        """Drive the run on this rank until it ends (completed or stopped); while it is paused, wait for
+        and apply the next requests of the log.
 
-        Call it on every rank with the same arguments. Raises ``KeyboardInterrupt`` on every rank when the
-        job was paused by Ctrl-C, and :class:`RankFailedError` when another rank failed.
+        Call it on every rank with the same arguments. Raises ``KeyboardInterrupt`` on every rank at the
+        same boundary when the job was interrupted (Ctrl-C, or an ``interrupt`` request), and
+        :class:`RankFailedError` when another rank failed. Calling it again continues the run.
         """
         previous = _install_sigint(self._on_sigint)
         try:
@@ -295,8 +291,6 @@ class DistributedControl:
                         f"job paused by interrupt on every rank at epoch {self.engine.state.epoch}, iteration "
                         f"{self.engine.state.iteration}; call run() on every rank to continue"
                     )
-                if self.when_paused == "return":
-                    return self.engine.state
                 self._guard(self._serve_paused)
         finally:
             _restore_sigint(previous)
