@@ -3,7 +3,7 @@ pytorch-ignite's Engine (the reference; `pip install -e ".[bench]"`).
 
 Cases: a no-op step with no handlers, with 5 plain handlers, with 5 handlers filtered by
 ``every=100``, and a tiny MLP step (32-64-10, batch 64, SGD, 1 thread) on the two workloads of
-``mlp.py``: batches from a DataLoader (the design's ≈280 µs step) and the same batches as a list
+``mlp.py``: batches from a DataLoader (the ≈280 µs step of docs/design.md) and the same batches as a list
 (about 110 µs, where fixed costs weigh more than twice as much). The bare loop calls the same step
 function the engines call. Repetitions of all cases are
 interleaved so drift hits them alike; medians are reported, with ratios.

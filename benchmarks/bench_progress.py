@@ -3,7 +3,7 @@ supervised trainer and pytorch-ignite's (the reference; `pip install -e ".[bench
 
 Cases:
 - the MLP step (32-64-10, batch 64, SGD, 1 thread) on two workloads (see ``mlp.py``): batches read
-  from a DataLoader, the ≈280 µs step the design's budgets were set against, and the same batches
+  from a DataLoader, the ≈280 µs step the budgets of docs/design.md were set against, and the same batches
   as a ready list, where the step is about 110 µs and every fixed cost weighs more than twice as
   much. For each: a hand-written loop; the same step as an Engine's process function; each
   library's ``create_supervised_trainer`` alone; with its ProgressBar attached the way ignite's docs

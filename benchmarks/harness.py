@@ -14,7 +14,7 @@ import torch
 
 
 def quiet_single_thread() -> None:
-    """One torch thread (as the design's figures), and no ignite log lines or warnings in the tables."""
+    """One torch thread (as the figures of docs/design.md), and no ignite log lines or warnings in the tables."""
     torch.set_num_threads(1)
     logging.getLogger("ignite").setLevel(logging.ERROR)
     warnings.simplefilter("ignore")

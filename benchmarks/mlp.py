@@ -1,10 +1,10 @@
-"""The benchmarks' shared workload: the design's 32-64-10 MLP with SGD, on fixed random batches.
+"""The benchmarks' shared workload: the 32-64-10 MLP of docs/design.md with SGD, on fixed random batches.
 
 Every benchmark that times "the MLP step" builds it here, so their figures are comparable. The
 batches come two ways: ``data``, a list of ready tensors (the step alone, about 110 µs on the
 2-core machine, so every fixed cost weighs most), and ``loader()``, the same batches from a
 ``DataLoader`` over a ``TensorDataset`` (what a notebook's training loop reads; about 265 µs, the
-≈280 µs step that the design's budgets were set against).
+≈280 µs step that the budgets of docs/design.md were set against).
 """
 
 from __future__ import annotations
