@@ -6,10 +6,10 @@ batches from a list) is run by two engines in one process, alternately, each in 
 (``start()``) for a slice of ``--seconds`` of wall time, then paused. One is bare; the other has a
 ``TrainingPanel`` (its event timeline, loss recorder, refresh thread and plot thread, drawing the
 loss plot while the run goes on, as in a notebook). For each of its slices the panel's loss-plot
-redraws are counted: redraws per second of running, which the design wants >= 0.5 (a redraw at
+redraws are counted: redraws per second of running, which docs/design.md wants >= 0.5 (a redraw at
 least every 2 s). The throughput ratio of each pair of neighbouring slices (panel ÷ bare, in
 iterations per second) is taken, so drift of the machine hits both alike; its median is reported
-(the design wants >= 0.95). Nothing is excluded: every drawing made while a slice runs counts.
+(docs/design.md wants >= 0.95). Nothing is excluded: every drawing made while a slice runs counts.
 
 ``--in-process`` measures the panel drawing in the kernel's own process (``draw_in_process=True``)
 instead of its helper process: the measurement behind that choice.
