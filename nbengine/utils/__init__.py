@@ -1,5 +1,8 @@
 """Small helpers shared by the engine, handlers and metrics: device moves (``convert_tensor``) and seeding."""
 
+from nbengine.utils.checkpoint_hash import hash_checkpoint
+from nbengine.utils.formatting import to_str_list
+from nbengine.utils.formatting import to_str_list as _to_str_list  # ignite's private name
 from nbengine.utils.seed import (
     check_rng_states,
     derive_seed,
@@ -23,4 +26,6 @@ __all__ = [
     "apply_to_type",
     "convert_tensor",
     "tree_map",
+    "hash_checkpoint",
+    "to_str_list",
 ]
