@@ -22,7 +22,7 @@ import torch.distributed as dist
 
 __all__ = ["COMMAND_KINDS", "CommandLog"]
 
-COMMAND_KINDS = ("pause", "resume", "step", "stop", "save", "interrupt")
+COMMAND_KINDS = ("pause", "resume", "step", "stop", "save", "replay", "interrupt")
 _CURRENT_KEY = "nbengine/current"
 
 
@@ -99,6 +99,16 @@ class CommandLog:
         if not self._op("check", [f"status/{rank}"]):
             return None
         return json.loads(self._op("get", f"status/{rank}"))
+
+    def report_result(self, seq: int, result: Any) -> None:
+        """Publish what request ``seq`` produced (a replay's per-rank summaries), as JSON."""
+        self._op("set", f"result/{seq}", json.dumps(result))
+
+    def result(self, seq: int) -> Any:
+        """What request ``seq`` produced, or None when it has not (yet)."""
+        if not self._op("check", [f"result/{seq}"]):
+            return None
+        return json.loads(self._op("get", f"result/{seq}"))
 
     def report_failure(self, rank: int, text: str) -> None:
         """Record that ``rank`` failed, with a one-line description."""

@@ -100,6 +100,7 @@ class DistributedControl:
         every: agree every ``every`` iterations; None (the default) adapts it so that the ranks agree
             about every ``interval`` seconds. A request takes effect within two rounds.
         interval: the seconds between two rounds that ``every=None`` aims at (0.05 by default).
+        replay: the trainer's :class:`~nbengine.handlers.EpochReplay`, for :meth:`replay` requests.
         checkpoint: ``fn(engine)`` run on every rank for a ``save`` request (e.g. a
             :class:`~nbengine.handlers.Checkpoint` over :class:`~nbengine.distributed.RankStates`).
         store: the store of the command log; by default a connection to the job's
@@ -107,7 +108,7 @@ class DistributedControl:
     """
 
     def __init__(self, engine: Engine, *, every: int | None = None, interval: float = 0.05,
-                 checkpoint: Callable[[Engine], Any] | None = None, store: dist.Store | None = None) -> None:
+                 checkpoint: Callable[[Engine], Any] | None = None, replay: Any = None, store: dist.Store | None = None) -> None:
         if not isinstance(engine, Engine):
             raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
         if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
@@ -120,6 +121,8 @@ class DistributedControl:
         self.every = every
         self.interval = float(interval)
         self.checkpoint = checkpoint
+        self.replay_handler = replay
+        self.replay_reports: dict[int, list[dict]] = {}
         self.rank = idist.get_rank()
         self.world_size = idist.get_world_size()
         distributed = idist.model_name() == "native-dist"
@@ -172,6 +175,15 @@ class DistributedControl:
     def interrupt_pending(self) -> bool:
         """True from a SIGINT on this rank until the job agrees on it."""
         return self._sigint
+
+    def replay(self, epoch: int) -> int:
+        """Ask every rank to replay ``epoch`` (a running job pauses first); every rank's summary lands in
+        ``replay_reports[seq]`` on every rank and in the log (``log.result(seq)``)."""
+        if self.replay_handler is None:
+            raise RuntimeError("replay() needs an EpochReplay: pass replay= to DistributedControl")
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+            raise ValueError(f"epoch should be a positive integer, got {epoch!r}")
+        return self._request("replay", epoch=epoch)
 
     def stop(self) -> int:
         """Ask every rank to end the run at the same boundary."""
@@ -230,7 +242,7 @@ class DistributedControl:
         self._known = max(self._known, length)
         while self._applied < length:
             kind = self._command(self._applied + 1)["kind"]
-            if kind in ("step", "resume") and self._stepping:
+            if kind in ("step", "resume", "replay") and self._stepping:
                 break
             if kind == "save":
                 self.engine.call_at_boundary(self._save)
@@ -238,8 +250,8 @@ class DistributedControl:
                 self._applied += 1
                 self.engine.terminate()
                 return True
-            elif kind in ("pause", "step", "interrupt"):
-                if kind != "step":  # a step is applied by the paused loop
+            elif kind in ("pause", "step", "replay", "interrupt"):
+                if kind not in ("step", "replay"):  # those are applied by the paused loop
                     self._applied += 1
                 self._interrupt_due = kind == "interrupt"
                 self.engine.pause()
@@ -342,6 +354,13 @@ class DistributedControl:
             self._save()
         elif kind == "stop":
             self.engine.stop()
+        elif kind == "replay":
+            from nbengine.distributed.replay import replay_epoch
+
+            reports = replay_epoch(self.replay_handler, command["epoch"])
+            self.replay_reports[seq] = reports
+            if self.rank == 0:
+                self.log.report_result(seq, reports)
         elif kind == "interrupt":
             self._interrupt_due = True
 

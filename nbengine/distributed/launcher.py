@@ -67,7 +67,7 @@ def spawn(backend: str, fn: Callable, args: tuple, kwargs_dict: Mapping | None =
     """Start ``nproc_per_node`` processes of a ``backend`` job and call ``fn(local_rank, *args, **kwargs_dict)``
     in each; returns when all have finished (``join=False`` in ``kwargs`` returns the process context)."""
     if backend not in idist.available_backends():
-        raise ValueError(f"Unknown backend '{backend}'. Available backends: {idist.available_backends()}")
+        raise ValueError(f"Backend should be one of '{idist.available_backends()}', got {backend!r}")
     if init_method in (None, "env://"):
         master_addr = master_addr or os.environ.get("MASTER_ADDR", "127.0.0.1")
         master_port = master_port or free_port(master_addr)

@@ -13,7 +13,8 @@ what happens during the run:
   or saves a checkpoint and exits (``--after-interrupt save``);
 - ``save-kill``: rank ``--from-rank`` requests a save at iteration 10; at iteration 14 every rank announces
   it is blocked and waits to be killed;
-- ``fail``: rank 1 raises at iteration 6.
+- ``fail``: rank 1 raises at iteration 6;
+- ``replay``: rank ``--from-rank`` requests, at iteration 18, a replay of epoch 2 on every rank, then a resume.
 
 ``--resume PATH`` loads a checkpoint (model, optimizer, every rank's engine state) before running.
 Launch with ``--launcher parallel`` to start the 2 ranks with ``Parallel(backend="gloo", nproc_per_node=2)``.
@@ -34,7 +35,7 @@ from torch import nn
 import nbengine.distributed as idist
 from nbengine.distributed import DistributedControl, RankFailedError, RankStates
 from nbengine.engine import DeterministicEngine, Events
-from nbengine.handlers import Checkpoint, DiskSaver
+from nbengine.handlers import Checkpoint, DiskSaver, EpochReplay
 
 MAX_EPOCHS = 3
 SAMPLES = 64
@@ -44,7 +45,7 @@ GLOBAL_BATCH = 8
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
-    parser.add_argument("--scenario", default="plain", choices=["plain", "pause", "sigint", "save-kill", "fail"])
+    parser.add_argument("--scenario", default="plain", choices=["plain", "pause", "sigint", "save-kill", "fail", "replay"])
     parser.add_argument("--from-rank", type=int, default=0)
     parser.add_argument("--after-interrupt", default="run", choices=["run", "save"])
     parser.add_argument("--resume", default=None)
@@ -94,8 +95,9 @@ def train(local_rank: int, args: argparse.Namespace) -> None:
     loader = idist.auto_dataloader(_data(), batch_size=GLOBAL_BATCH, shuffle=True)
 
     checkpoint = Checkpoint(to_save, DiskSaver(out / "checkpoints", require_empty=False), n_saved=None)
-    control = DistributedControl(trainer, every=args.every, checkpoint=checkpoint)
-    record = {"stretches": [], "batches": [], "interrupted_at": [], "error": None}
+    replay = EpochReplay(trainer, {"model": model, "optimizer": optimizer}) if args.scenario == "replay" else None
+    control = DistributedControl(trainer, every=args.every, checkpoint=checkpoint, replay=replay)
+    record = {"stretches": [], "batches": [], "interrupted_at": [], "error": None, "replays": control.replay_reports}
     trainer.add_status_hook(lambda engine, status: record["stretches"].append((status, engine.state.iteration)))
     trainer.add_event_handler(Events.ITERATION_STARTED, lambda e: record["batches"].append(e.state.batch[0].sum().item()))
     _add_scenario(args, trainer, control, rank, out)
@@ -148,6 +150,13 @@ def _add_scenario(args, trainer, control, rank: int, out: Path) -> None:
         def block(_):
             (out / f"blocked{rank}").write_text(str(os.getpid()))
             _wait_for(lambda: False, "the test to kill this process", limit=600)
+
+    elif args.scenario == "replay" and rank == args.from_rank:
+
+        @trainer.on(Events.ITERATION_COMPLETED(once=18))
+        def request_replay(_):
+            control.replay(2)
+            control.resume()
 
     elif args.scenario == "fail" and rank == 1:
 

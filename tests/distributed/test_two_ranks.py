@@ -123,3 +123,73 @@ def test_a_rank_failing_mid_epoch_stops_the_other_with_an_error_naming_it(tmp_pa
     assert second["error"] == "ValueError: rank 1 broke on purpose"
     assert first["error"].startswith("RankFailedError: rank 0 stopped because another rank of the job failed (")
     assert "rank 1 failed: ValueError('rank 1 broke on purpose') at epoch 1, iteration 6" in first["error"]
+
+
+def test_replay_requested_on_one_rank_replays_the_epoch_on_both_and_reports_per_rank(reference, tmp_path):
+    code, job = run_job(tmp_path / "job", "torchrun", "--scenario", "replay", "--from-rank", "1")
+    assert code == 0, job.log()
+    for ours, theirs in zip(job.ranks(), reference):
+        assert ours["stretches"] == [("paused", 20), ("done", 24)]
+        ((seq, reports),) = ours["replays"].items()
+        assert seq == 1
+        assert [(r["rank"], r["epoch"], r["iterations"], r["reproduced"]) for r in reports] == [
+            (0, 2, 8, True), (1, 2, 8, True)
+        ]
+        assert reports[0]["text"].startswith("epoch 2 replayed: 8 iterations, 8 compared")
+        assert same_weights(ours["weights"], theirs["weights"])
+
+
+def test_the_readme_digits_command_trains_on_two_ranks_with_reduced_accuracy(tmp_path):
+    import subprocess
+    import sys
+
+    from nbengine.distributed.launcher import free_port
+    from tests.distributed._jobs import ROOT
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+               f"--master_port={free_port()}", "-m", "nbengine.distributed.digits", "--epochs", "2",
+               "--out", str(tmp_path / "digits-ddp")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=400)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert process.returncode == 0, output
+    lines = [line for line in output.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"]
+    assert float(lines[-1].rsplit(" ", 1)[1]) > 0.9
+
+
+def test_accuracy_over_two_ranks_equals_accuracy_over_the_whole_data(tmp_path):
+    import subprocess
+    import sys
+
+    import torch
+
+    from tests.distributed._accuracy_worker import predictions
+    from tests.distributed._jobs import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, str(ROOT / "tests/distributed/_accuracy_worker.py"), str(tmp_path)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=300)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert process.returncode == 0, output
+    logits, labels = predictions()
+    whole = (logits.argmax(dim=1) == labels).sum().item() / len(labels)
+    ranks = [torch.load(tmp_path / f"accuracy{rank}.pt") for rank in range(2)]
+    assert [rank["accuracy"] for rank in ranks] == [whole, whole]
+    # Each rank saw its own half of the data, and the halves make up the whole.
+    assert [len(rank["seen"]) for rank in ranks] == [32, 32]
+    assert sorted(torch.cat([rank["seen"] for rank in ranks]).tolist()) == sorted(labels.tolist())
