@@ -210,7 +210,7 @@ def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
     loss_box = loss_image.bounding_box()
     assert loss_box is not None and loss_box["width"] >= 300, f"the loss plot is {loss_box} at {width} px"
 
-    # Live while running: at least 8 new pictures in 20 s (the design: one at least every 2 s).
+    # Live while running: at least 8 new pictures in 20 s (docs/design.md: one at least every 2 s).
     changes = _loss_changes(page, 20)
     assert changes >= 8, f"the loss plot changed {changes} times in 20 s of running"
     assert status.inner_text() == "running"
