@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from nbengine._checks import check_callable
 from nbengine.exceptions import NotComputableError
 from nbengine.metrics.metric import Metric, _describe, _identity, reinit__is_reduced, sync_all_reduce
 
@@ -55,9 +56,7 @@ class VariableAccumulation(Metric):
         device: str | torch.device = torch.device("cpu"),
         skip_unrolling: bool = False,
     ) -> None:
-        if not callable(op):
-            raise TypeError(f"Argument op should be a callable, but given {type(op)}")
-        self._op = op
+        self._op = check_callable("Argument op", op, expected="a callable", prefix=type(self).__name__)
         super().__init__(output_transform=output_transform, device=device, skip_unrolling=skip_unrolling)
 
     @reinit__is_reduced

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from nbengine._checks import check_callable
 from nbengine.exceptions import NotComputableError
 from nbengine.metrics.metric import Metric, _identity, reinit__is_reduced, unpack_prediction_pair
 
@@ -50,9 +51,7 @@ class EpochMetric(Metric):
         device: str | torch.device = torch.device("cpu"),
         skip_unrolling: bool = False,
     ) -> None:
-        if not callable(compute_fn):
-            raise TypeError(f"Argument compute_fn should be callable, got {compute_fn!r}")
-        self.compute_fn = compute_fn
+        self.compute_fn = check_callable("Argument compute_fn", compute_fn, prefix=type(self).__name__)
         self._check_compute_fn = check_compute_fn
         super().__init__(output_transform=output_transform, device=device, skip_unrolling=skip_unrolling)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from nbengine._checks import check_callable
 from nbengine.exceptions import NotComputableError
 from nbengine.metrics.metric import Metric, _describe, _identity, reinit__is_reduced, sync_all_reduce
 
@@ -42,12 +43,8 @@ class Loss(Metric):
         device: str | torch.device = torch.device("cpu"),
         skip_unrolling: bool = False,
     ) -> None:
-        if not callable(loss_fn):
-            raise TypeError(f"Loss: argument loss_fn should be callable, got {loss_fn!r}")
-        if not callable(batch_size):
-            raise TypeError(f"Loss: argument batch_size should be callable, got {batch_size!r}")
-        self._loss_fn = loss_fn
-        self._batch_size = batch_size
+        self._loss_fn = check_callable("argument loss_fn", loss_fn, prefix="Loss")
+        self._batch_size = check_callable("argument batch_size", batch_size, prefix="Loss")
         super().__init__(output_transform=output_transform, device=device, skip_unrolling=skip_unrolling)
 
     @reinit__is_reduced

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from nbengine._checks import check_callable
 from nbengine.exceptions import NotComputableError
 from nbengine.metrics.arithmetic import MetricArithmetic
 from nbengine.metrics.reduction import reinit__is_reduced, sync_all_reduce
@@ -96,11 +97,6 @@ class Metric(MetricArithmetic, metaclass=ABCMeta):
         skip_unrolling: bool = False,
         metrics_result_mode: str = "both",
     ) -> None:
-        if not callable(output_transform):
-            raise TypeError(
-                f"{type(self).__name__}: Argument output_transform should be callable, got {type(output_transform)} "
-                f"({output_transform!r})"
-            )
         if not isinstance(device, (str, torch.device)):
             raise TypeError(
                 f"{type(self).__name__}: Argument device should be a str or torch.device, got {device!r} "
@@ -112,7 +108,7 @@ class Metric(MetricArithmetic, metaclass=ABCMeta):
             raise TypeError(f"{type(self).__name__}: Argument skip_unrolling should be a bool, got {skip_unrolling!r}")
         if not isinstance(metrics_result_mode, str) or metrics_result_mode not in _RESULT_MODES:
             raise ValueError(f"Argument metrics_result_mode should be one of {_RESULT_MODES}, got {metrics_result_mode}")
-        self._output_transform = output_transform
+        self._output_transform = check_callable("Argument output_transform", output_transform, prefix=type(self).__name__)
         self._device = torch.device(device)
         self._skip_unrolling = skip_unrolling
         self._metrics_result_mode = metrics_result_mode

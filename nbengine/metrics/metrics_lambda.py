@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from nbengine._checks import check_callable
 from nbengine.metrics.metric import Metric, reinit__is_reduced
 from nbengine.metrics.usage import MetricUsage
 
@@ -56,9 +57,7 @@ class MetricsLambda(Metric):
         metrics_result_mode: str = "both",
         **kwargs: Any,
     ) -> None:
-        if not callable(f):
-            raise TypeError(f"MetricsLambda: argument f should be callable, got {f!r}")
-        self.function = f
+        self.function = check_callable("argument f", f, prefix="MetricsLambda")
         self.args = list(args)  # a list, so that load_state_dict can write into it
         self.kwargs = kwargs
         self.engine: Any = None

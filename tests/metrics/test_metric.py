@@ -166,7 +166,7 @@ def test_result_mappings_are_written_key_by_key():
 @pytest.mark.parametrize(
     ("call", "error", "message"),
     [
-        (lambda: Average(output_transform=3), TypeError, r"Average: Argument output_transform should be callable, got <class 'int'> \(3\)"),
+        (lambda: Average(output_transform=3), TypeError, "Average: Argument output_transform should be callable, got 3 of type int"),
         (lambda: Average(device=0), TypeError, r"Average: Argument device should be a str or torch.device, got 0 \(int\)"),
         (lambda: Average().attach(Engine(lambda e, b: b), "m", usage="weekly"), ValueError,
          r"Argument usage should be '\(Running\)EpochWise.usage_name' or '\(\(SingleEpoch\)Running\)BatchWise.usage_name', "

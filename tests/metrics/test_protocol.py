@@ -208,7 +208,7 @@ def test_geometric_average_and_variable_accumulation():
     product.update(1)
     product.update(torch.ones(3, 2))
     assert product.compute() == (torch.tensor(7.0, dtype=torch.float64), 4)
-    with pytest.raises(TypeError, match="Argument op should be a callable, but given <class 'int'>"):
+    with pytest.raises(TypeError, match="VariableAccumulation: Argument op should be a callable, got 3 of type int"):
         VariableAccumulation(3)
     with pytest.raises(ValueError, match=r"GeometricAverage: this update's samples have shape \(3,\) but earlier samples "
                        r"had shape \(2,\)"):
