@@ -47,6 +47,7 @@ import torch.distributed as dist
 from nbengine.distributed import utils as idist
 from nbengine.distributed.commands import CommandLog
 from nbengine.engine import PAUSED, Engine, Events, State
+from nbengine.handlers import EpochReplay
 
 __all__ = ["DistributedControl", "RankFailedError"]
 
@@ -108,13 +109,16 @@ class DistributedControl:
     """
 
     def __init__(self, engine: Engine, *, every: int | None = None, interval: float = 0.05,
-                 checkpoint: Callable[[Engine], Any] | None = None, replay: Any = None, store: dist.Store | None = None) -> None:
+                 checkpoint: Callable[[Engine], Any] | None = None, replay: EpochReplay | None = None,
+                 store: dist.Store | None = None) -> None:
         if not isinstance(engine, Engine):
             raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
         if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
             raise ValueError(f"every should be None or a positive number of iterations, got {every!r}")
         if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
             raise ValueError(f"interval should be a positive number of seconds, got {interval!r}")
+        if replay is not None and not isinstance(replay, EpochReplay):
+            raise TypeError(f"replay should be an EpochReplay or None, got {type(replay).__name__}: {replay!r}")
         if checkpoint is not None and not callable(checkpoint):
             raise TypeError(f"checkpoint should be a callable fn(engine) or None, got {checkpoint!r}")
         self.engine = engine
@@ -294,9 +298,9 @@ class DistributedControl:
             self._guard(lambda: self.engine.start(data, max_epochs, epoch_length, max_iters))
             while True:
                 self._guard(self._await_engine)
+                self._publish_status()
                 if self.engine.status != PAUSED:
                     return self.engine.state
-                self._publish_status()
                 if self._interrupt_due:
                     self._interrupt_due = False
                     raise KeyboardInterrupt(

@@ -79,7 +79,7 @@ def test_requests_made_in_a_handler_are_applied_two_rounds_later_in_log_order(re
     state = control.run(training.data, max_epochs=3)
     assert state.iteration == 18
     assert training.stretches == [("paused", 7), ("paused", 9), ("paused", 12), ("done", 18)]
-    assert control.log.status(0) == {"status": "paused", "epoch": 2, "iteration": 12}
+    assert control.log.status(0) == {"status": "done", "epoch": 3, "iteration": 18}
     assert same(training.weights(), reference)
 
 
@@ -170,6 +170,8 @@ def test_rank_states_refuse_another_world_size():
         (lambda e: DistributedControl(e, every=0), ValueError, "every should be None or a positive number of iterations, got 0"),
         (lambda e: DistributedControl(e, interval=0), ValueError, "interval should be a positive number of seconds, got 0"),
         (lambda e: DistributedControl(e, checkpoint=3), TypeError, "checkpoint should be a callable fn\\(engine\\) or None, got 3"),
+        (lambda e: DistributedControl(e, replay=3), TypeError, "replay should be an EpochReplay or None, got int: 3"),
+        (lambda e: DistributedControl(e).replay(1), RuntimeError, "replay\\(\\) needs an EpochReplay"),
         (lambda e: DistributedControl(e).step(0), ValueError, "n should be a positive integer, got 0"),
         (lambda e: DistributedControl(e).step(1, events=2), ValueError, "step\\(\\) takes one of n=, until= or events=, got n, events"),
         (lambda e: DistributedControl(e).step(until="NOPE"), ValueError, "until should be an Events member or its name, got 'NOPE'"),
