@@ -468,6 +468,8 @@ class DeterministicEngine(Engine):
     ``dataset_length``.
     """
 
+    _extra_state_dict_keys = ("seed", "rng_states", "num_threads", "data_length", "dataset_length")
+
     def __init__(self, process_function: Callable[[Engine, Any], Any], *, seed: int | None = None) -> None:
         super().__init__(process_function)
         if seed is not None:

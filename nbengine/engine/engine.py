@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import signal
 import threading
 import time
@@ -36,6 +35,13 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from nbengine._checks import (
+    check_iterable,
+    check_mapping,
+    check_non_negative_int,
+    check_optional_positive_int,
+    check_positive_int,
+)
 from nbengine.engine._signature import can_bind, describe_callable
 from nbengine.engine.events import (
     BUILTIN_EVENT_TO_ATTR,
@@ -74,6 +80,19 @@ _CALL_ENGINE = 1  # handler(engine)
 _CALL_GENERAL = 2  # handler([engine,] *event_args, *args, **kwargs)
 
 
+class _EveryEventTable(dict):
+    """Stands for the handler table when every event must be dispatched (ignite's _fire_event hook)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: Any) -> tuple:
+        return ()
+
+
+_EVERY_EVENT = _EveryEventTable()
+
+
 class _HardInterrupt:
     """Yielded by the run generator when a second Ctrl-C landed inside the run."""
 
@@ -95,13 +114,6 @@ class _TerminateEpoch(Exception):
 def _none_batches(count: int) -> Iterator[None]:
     for _ in range(count):
         yield None
-
-
-def _check_optional_positive_int(name: str, value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} should be a positive integer or None, got {value!r}")
 
 
 def _handler_name(handler: Callable) -> str:
@@ -197,10 +209,17 @@ class Engine:
     ('done', 6)
     """
 
+    # ignite's switch between its generator run and its older loop; both are the one generator here,
+    # so it only decides whether interrupt() is allowed, as in ignite.
+    interrupt_resume_enabled = True
+    _state_dict_all_req_keys: tuple[str, ...] = ("epoch_length", "iteration")
+    _state_dict_one_of_opt_keys: tuple[tuple[str, ...], ...] = (("max_epochs", "max_iters"),)
+
     def __init__(self, process_function: Callable[[Engine, Any], Any]):
         if not callable(process_function):
-            raise TypeError(
-                f"process_function should be a callable taking (engine, batch), got {process_function!r}"
+            raise ValueError(
+                "Engine must be given a processing function in order to run: process_function should be a "
+                f"callable taking (engine, batch), got {process_function!r}"
             )
         if can_bind(process_function, (None, None), {}) is False:
             raise ValueError(
@@ -212,6 +231,8 @@ class Engine:
         self.last_event: Any = None
 
         self._handlers: dict[str, tuple] = {}
+        # A subclass that overrides _fire_event (ignite's dispatch hook) sees every fired event.
+        self._dispatch_hooked = type(self)._fire_event is not Engine._fire_event
         self._allowed_events: dict[str, Any] = {event.name: event for event in Events}
         self._event_to_attr: dict[str, str] = dict(BUILTIN_EVENT_TO_ATTR)
         self._fire_counts: dict[str, int] = {}
@@ -226,6 +247,7 @@ class Engine:
         self._should_terminate_single_epoch: bool | str = False
         self._should_interrupt = False
         self._control_pending = False
+        self._taken_error: Exception | None = None
 
         self._status = IDLE
         self._error: BaseException | None = None
@@ -268,6 +290,57 @@ class Engine:
         """State attributes that ``state_dict`` saves and ``load_state_dict`` requires."""
         return self._state_dict_user_keys
 
+    # ignite's public run-control flags. Setting one directly (as ignite code may) is seen at the
+    # next boundary, like calling terminate(), terminate_epoch() or interrupt().
+    @property
+    def should_terminate(self) -> bool | str:
+        """False, True, or ``"skip_completed"`` after ``terminate(skip_completed=True)``."""
+        return self._should_terminate
+
+    @should_terminate.setter
+    def should_terminate(self, value: bool | str) -> None:
+        self._should_terminate = value
+        self._refresh_control_pending()
+
+    @property
+    def should_terminate_single_epoch(self) -> bool | str:
+        """False, True, or ``"skip_epoch_completed"`` after ``terminate_epoch(skip_epoch_completed=True)``."""
+        return self._should_terminate_single_epoch
+
+    @should_terminate_single_epoch.setter
+    def should_terminate_single_epoch(self, value: bool | str) -> None:
+        self._should_terminate_single_epoch = value
+        self._refresh_control_pending()
+
+    @property
+    def should_interrupt(self) -> bool:
+        """True between ``interrupt()`` and the boundary where the run pauses."""
+        return self._should_interrupt
+
+    @should_interrupt.setter
+    def should_interrupt(self, value: bool) -> None:
+        self._should_interrupt = value
+        self._refresh_control_pending()
+
+    @property
+    def last_event_name(self) -> Any:
+        """ignite's name for ``last_event``: the event fired last (None before any run)."""
+        return self.last_event
+
+    @last_event_name.setter
+    def last_event_name(self, value: Any) -> None:
+        self.last_event = value
+
+    @property
+    def _dataloader_iter(self) -> Iterator | None:
+        # ignite's name for the open data iterator; its tests read it.
+        return self._data_iter
+
+    @property
+    def _internal_run_generator(self) -> Iterator | None:
+        # ignite's name for the suspended run; its tests read it.
+        return self._gen
+
     # ------------------------------------------------------------------ events and handlers
 
     def register_events(self, *event_names: str | EventEnum, event_to_attr: dict | None = None) -> None:
@@ -275,12 +348,13 @@ class Engine:
         State attribute that counts it (used by filters); the mapping belongs to this engine only."""
         if event_to_attr is not None and not isinstance(event_to_attr, Mapping):
             raise ValueError(
-                f"event_to_attr should be a dict mapping events to State attribute names, got {event_to_attr!r}"
+                f"Expected event_to_attr to be dictionary. Got {type(event_to_attr)}: event_to_attr should "
+                f"be a dict mapping events to State attribute names, got {event_to_attr!r}"
             )
         for index, event in enumerate(event_names):
             if not isinstance(event, (str, EventEnum)):
                 raise TypeError(
-                    f"event_names[{index}] should be a str or an EventEnum member, got {event!r} "
+                    f"Value at {index} of event_names should be a str or EventEnum, but given {event!r} "
                     f"of type {type(event).__name__}"
                 )
             key = _event_key(event)
@@ -312,9 +386,10 @@ class Engine:
             )
         key = _event_key(event)
         if key not in self._allowed_events:
+            owner = type(self).__name__
             raise ValueError(
-                f"{argument} {event!r} is not an event this {type(self).__name__} knows; "
-                f"register custom events with register_events() first"
+                f"{argument} {event!r} is not an event this {owner} knows; register custom events with "
+                f"register_events() first (Event {event} is not a valid event for this {owner})"
             )
         return key
 
@@ -380,11 +455,19 @@ class Engine:
         return any(entry[0] == handler for key in keys for entry in self._handlers.get(key, ()))
 
     def remove_event_handler(self, handler: Callable, event_name: Any) -> None:
-        key = self._known_event_key(event_name)
-        entries = self._handlers.get(key, ())
+        if not isinstance(event_name, (str, CallableEventWithFilter)) or _event_key(event_name) not in self._handlers:
+            raise ValueError(
+                f"Input event name '{event_name}' does not exist: no handler is attached to it "
+                f"(events with handlers: {', '.join(self._handlers) or 'none'})"
+            )
+        key = _event_key(event_name)
+        entries = self._handlers[key]
         kept = tuple(entry for entry in entries if entry[0] != handler)
         if len(kept) == len(entries):
-            raise ValueError(f"handler {describe_callable(handler)} is not attached to {key}")
+            raise ValueError(
+                f"Input handler '{handler}' is not found among registered event handlers: "
+                f"{describe_callable(handler)} is not attached to {key}"
+            )
         if kept:
             self._handlers[key] = kept
         else:
@@ -400,7 +483,9 @@ class Engine:
         if self._status == RUNNING:
             self.last_event = event
         entries = self._handlers.get(key)
-        if entries:
+        if self._dispatch_hooked:
+            self._fire_event(event)
+        elif entries:
             if self._trace_hooks:
                 self._report_trace(event, self._fire_traced(entries, key, ()))
             else:
@@ -412,6 +497,18 @@ class Engine:
             condition.saw_custom(event)
             if condition.reached:
                 self._attention = True
+
+    def _fire_event(self, event_name: Any, *event_args: Any) -> None:
+        """Run the handlers of ``event_name`` with ``event_args`` after the engine (ignite's dispatch
+        hook). The engine calls it for every event it fires only when a subclass overrides it, so
+        that a plain engine pays nothing for events without handlers."""
+        key = _event_key(event_name)
+        entries = self._handlers.get(key)
+        if entries:
+            self._fire(key, entries, event_args)
+
+    def _fire_via_hook(self, key: str, entries: tuple, event_args: tuple) -> None:
+        self._fire_event(self._allowed_events[key], *event_args)
 
     def _note_fired(self, key: str) -> None:
         if key not in self._event_to_attr:
@@ -520,6 +617,11 @@ class Engine:
 
     def interrupt(self) -> None:
         """Fire INTERRUPT after the current event and pause there; ``run()`` continues."""
+        if not type(self).interrupt_resume_enabled:
+            raise RuntimeError(
+                "Engine 'interrupt/resume' feature is disabled. Please, set Engine.interrupt_resume_enabled=True "
+                f"to enable it (it is {type(self).interrupt_resume_enabled!r} on {type(self).__name__})"
+            )
         self._should_interrupt = True
         self._control_pending = True
 
@@ -549,9 +651,12 @@ class Engine:
             try:
                 self._note_fired(key)
                 self.last_event = event
-                entries = self._handlers.get(key)
-                if entries:
-                    self._fire(key, entries, event_args)
+                if self._dispatch_hooked:
+                    self._fire_event(event, *event_args)
+                else:
+                    entries = self._handlers.get(key)
+                    if entries:
+                        self._fire(key, entries, event_args)
                 break
             except KeyboardInterrupt:
                 yield _HARD_INTERRUPT
@@ -561,6 +666,7 @@ class Engine:
         state = self.state
         self._should_terminate = self._should_terminate_single_epoch = self._should_interrupt = False
         self._control_pending = False
+        self._taken_error = None
         state.times[Events.EPOCH_COMPLETED.name] = 0.0
         state.times[Events.COMPLETED.name] = 0.0
         self._clock_run = time.perf_counter()
@@ -601,16 +707,17 @@ class Engine:
             self._data_iter = None
             if Events.EXCEPTION_RAISED.name not in self._handlers:
                 raise
-            self._should_terminate = False
+            # As in ignite, EXCEPTION_RAISED handlers take the exception: run() returns. The run
+            # still ends failed, with the exception in ``error``, so a panel never hides it.
+            self._taken_error = exc
             yield from self._boundary(Events.EXCEPTION_RAISED, (exc,))
-            # The documented way to handle an exception: an EXCEPTION_RAISED handler calls terminate().
-            if not self._should_terminate:
-                raise
         self._data_iter = None
 
     def _epoch_as_generator(self) -> Iterator[Any]:
         state = self.state
-        handlers = self._handlers
+        # With ignite's dispatch hook overridden, every event goes through it, handlers or not.
+        handlers = _EVERY_EVENT if self._dispatch_hooked else self._handlers
+        fire = self._fire_via_hook if self._dispatch_hooked else self._fire
         process = self._process_function
         iter_counter = 0 if self._init_iter is None else self._init_iter
         self._init_iter = None
@@ -626,7 +733,7 @@ class Engine:
                     if has_data and not self._data_restarted:
                         self.last_event = _GET_BATCH_STARTED
                         if _GBS in handlers:
-                            self._fire(_GBS, handlers[_GBS], ())
+                            fire(_GBS, handlers[_GBS], ())
                         phase = 1
                         yield _GET_BATCH_STARTED
                         if self._control_pending:
@@ -671,7 +778,7 @@ class Engine:
                     if has_data:
                         self.last_event = _GET_BATCH_COMPLETED
                         if _GBC in handlers:
-                            self._fire(_GBC, handlers[_GBC], ())
+                            fire(_GBC, handlers[_GBC], ())
                         phase = 3
                         yield _GET_BATCH_COMPLETED
                         if self._control_pending:
@@ -684,7 +791,7 @@ class Engine:
                 if phase == 4:
                     self.last_event = _ITERATION_STARTED
                     if _ITS in handlers:
-                        self._fire(_ITS, handlers[_ITS], ())
+                        fire(_ITS, handlers[_ITS], ())
                     phase = 5
                     yield _ITERATION_STARTED
                     if self._control_pending:
@@ -694,7 +801,7 @@ class Engine:
                     phase = 6
                 self.last_event = _ITERATION_COMPLETED
                 if _ITC in handlers:
-                    self._fire(_ITC, handlers[_ITC], ())
+                    fire(_ITC, handlers[_ITC], ())
                 phase = 0
                 yield _ITERATION_COMPLETED
                 if self._control_pending:
@@ -731,7 +838,7 @@ class Engine:
         """Open a fresh iterator over the data (or over ``epoch_length`` Nones when there is none)."""
         if self.state.dataloader is None:
             if self.state.epoch_length is None:
-                raise ValueError("epoch_length should be given when data is None")
+                raise ValueError("epoch_length should be provided if data is None: give epoch_length, or data to run on")
             self._data_iter = _none_batches(self.state.epoch_length)
         else:
             self._data_iter = iter(self.state.dataloader)
@@ -772,58 +879,56 @@ class Engine:
     ) -> None:
         """Apply run() arguments: continue a defined, unfinished state (arguments override it), or
         make a new state for a first run or a run after the previous one finished."""
-        if data is not None and not isinstance(data, Iterable):
-            raise TypeError(
-                f"data should be an iterable (a list, an iterator, a DataLoader) or None, got {data!r} "
-                f"of type {type(data).__name__}"
+        if data is not None:
+            check_iterable(
+                "data", data, "an iterable (a list, an iterator, a DataLoader) or None", "Argument data should be iterable"
             )
-        _check_optional_positive_int("max_epochs", max_epochs)
-        _check_optional_positive_int("max_iters", max_iters)
-        _check_optional_positive_int("epoch_length", epoch_length)
+        for name, value in (("max_epochs", max_epochs), ("max_iters", max_iters)):
+            check_optional_positive_int(
+                name, value, f"Argument {name} is invalid. Please, set a correct {name} positive value"
+            )
+        check_optional_positive_int("epoch_length", epoch_length, "Argument epoch_length is invalid")
         if max_epochs is not None and max_iters is not None:
             raise ValueError(
-                f"max_epochs and max_iters are mutually exclusive, got max_epochs={max_epochs} and "
-                f"max_iters={max_iters}"
+                "Arguments max_iters and max_epochs are mutually exclusive. Please provide only max_epochs or "
+                f"max_iters; got max_epochs={max_epochs} and max_iters={max_iters}"
             )
         state = self.state
-        if max_iters is not None and state.max_epochs is not None and not self._fresh_state_needed():
+        # As in ignite, a limit of the other kind than the state's is refused even on a finished run:
+        # the state's limit is reset explicitly.
+        if max_iters is not None and state.max_epochs is not None:
             raise ValueError(
-                f"max_iters={max_iters} given to a run that counts epochs (max_epochs={state.max_epochs}); "
-                "set engine.state.max_epochs = None first to restart in max_iters mode"
+                "To switch from max_epochs to max_iters mode during resume, you must first reset by setting "
+                f"'engine.state.max_epochs = None' before calling run(); got max_iters={max_iters} for a run "
+                f"with max_epochs={state.max_epochs}"
             )
-        if max_epochs is not None and state.max_iters is not None and not self._fresh_state_needed():
+        if max_epochs is not None and state.max_iters is not None:
             raise ValueError(
-                f"max_epochs={max_epochs} given to a run that counts iterations (max_iters={state.max_iters}); "
-                "set engine.state.max_iters = None first to restart in max_epochs mode"
+                "To switch from max_iters to max_epochs mode during resume, you must first reset by setting "
+                f"'engine.state.max_iters = None' before calling run(); got max_epochs={max_epochs} for a run "
+                f"with max_iters={state.max_iters}"
             )
+        # A new limit applies before deciding whether the run is finished: a finished run given more
+        # epochs continues to them (ignite 0.5).
+        if state.max_epochs is not None and max_epochs is not None:
+            self._check_limit_reached("max_epochs", max_epochs, "epoch", state.epoch)
+            state.max_epochs = max_epochs
+        if state.max_iters is not None and max_iters is not None:
+            self._check_limit_reached("max_iters", max_iters, "iteration", state.iteration)
+            state.max_iters = max_iters
         if not self._fresh_state_needed():
-            if max_epochs is not None:
-                if max_epochs < state.epoch:
-                    raise ValueError(
-                        f"max_epochs={max_epochs} is lower than the current epoch {state.epoch}; "
-                        "give max_epochs >= the current epoch, or set engine.state.max_epochs = None "
-                        "to restart from the beginning"
-                    )
-                state.max_epochs = max_epochs
-            if max_iters is not None:
-                if max_iters < state.iteration:
-                    raise ValueError(
-                        f"max_iters={max_iters} is lower than the current iteration {state.iteration}; "
-                        "give max_iters >= the current iteration, or set engine.state.max_iters = None "
-                        "to restart from the beginning"
-                    )
-                state.max_iters = max_iters
             if epoch_length is not None and state.epoch_length is not None and epoch_length != state.epoch_length:
                 raise ValueError(
-                    f"epoch_length={epoch_length} differs from the epoch length {state.epoch_length} of the "
-                    "run being continued"
+                    "Argument epoch_length should be same as in the state, but given "
+                    f"{epoch_length} vs {state.epoch_length}: epoch_length={epoch_length} differs from the epoch "
+                    "length of the run being continued"
                 )
             if state.epoch_length is None:
                 if epoch_length is None and data is not None:
                     epoch_length = self._data_length(data)
                 if epoch_length is not None:
                     if epoch_length < 1:
-                        raise ValueError(f"data has zero length ({data!r}); give non-empty data")
+                        raise ValueError(f"Input data has zero size. Please provide non-empty data: got {data!r} of length 0")
                     state.epoch_length = epoch_length
             if self._gen is not None:
                 if data is not None and data is not self._given_data:
@@ -832,7 +937,7 @@ class Engine:
             if data is None:
                 data = state.dataloader
             if data is None and state.epoch_length is None:
-                raise ValueError("epoch_length should be given when data is None")
+                raise ValueError("epoch_length should be provided if data is None: give epoch_length, or data to run on")
             if self._should_terminate:
                 # Continuing after terminate() starts the next epoch from its first batch.
                 self._init_iter = 0
@@ -848,9 +953,9 @@ class Engine:
                 if epoch_length is None and data is None:
                     epoch_length = state.epoch_length
             if data is None and epoch_length is None:
-                raise ValueError("epoch_length should be given when data is None")
+                raise ValueError("epoch_length should be provided if data is None: give epoch_length, or data to run on")
             if epoch_length is not None and epoch_length < 1:
-                raise ValueError(f"data has zero length ({data!r}); give non-empty data")
+                raise ValueError(f"Input data has zero size. Please provide non-empty data: got {data!r} of length 0")
             if max_iters is None and max_epochs is None:
                 max_epochs = 1
             state.iteration = 0
@@ -864,6 +969,15 @@ class Engine:
             self._init_iter = None
         self._data_restarted = False
         self._gen = self._run_as_generator()
+
+    @staticmethod
+    def _check_limit_reached(name: str, value: int, progress_name: str, progress: int) -> None:
+        if value < progress:
+            raise ValueError(
+                f"Argument {name} should be greater than or equal to the start {progress_name} defined in the "
+                f"state: {value} vs {progress}. Please, set engine.state.{name} = None before calling "
+                "engine.run() in order to restart the training from the beginning."
+            )
 
     def _fresh_state_needed(self) -> bool:
         state = self.state
@@ -914,10 +1028,10 @@ class Engine:
         given = [name for name, value in (("n", n), ("until", until), ("events", events)) if value is not None]
         if len(given) > 1:
             raise ValueError(f"{caller} takes one of n=, until= or events=, got {', '.join(given)}")
-        if n is not None and (not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1):
-            raise ValueError(f"n should be a positive number of iterations, got {n!r}")
-        if events is not None and (not isinstance(events, numbers.Integral) or isinstance(events, bool) or events < 1):
-            raise ValueError(f"events should be a positive number of events, got {events!r}")
+        if n is not None:
+            check_positive_int("n (a number of iterations)", n)
+        if events is not None:
+            check_positive_int("events (a number of events)", events)
         if until is not None:
             self._known_event_key(until, "until")
             return _AtEvent(self, until)
@@ -995,6 +1109,8 @@ class Engine:
                 if finished:
                     self._gen = None
                     outcome = DONE
+                    if self._taken_error is not None:
+                        self._error, outcome = self._taken_error, FAILED
                 if raise_interrupt:
                     raise KeyboardInterrupt(
                         f"run paused by interrupt at epoch {self.state.epoch}, iteration "
@@ -1215,55 +1331,76 @@ class Engine:
         keys.extend(self._state_dict_user_keys)
         return OrderedDict((key, getattr(self.state, key)) for key in keys)
 
+    # Keys a subclass adds to its state dict; load_state_dict warns about any key outside these.
+    _extra_state_dict_keys: tuple[str, ...] = ()
+
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Set the state from ``state_dict``, given at an epoch (``epoch``) or an iteration
-        (``iteration``). Allowed while idle, paused, done or failed; a paused run is discarded."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict should be a mapping, got {type(state_dict).__name__}")
+        (``iteration``). Allowed while idle, paused, done or failed; a paused run is discarded.
+        Keys this engine does not know are named in a warning (a misspelt key is not silently lost)."""
+        check_mapping("state_dict", state_dict, "Argument state_dict should be a dictionary")
         if self._status == RUNNING:
             raise RuntimeError(
                 "load_state_dict() was called while the engine is running; pause() it first (and wait() "
                 "for a background run)"
             )
+        keys = list(state_dict)
         if "iteration" in state_dict and "epoch" in state_dict:
             raise ValueError(
-                "state_dict should hold one of 'iteration' or 'epoch', not both; got "
-                f"iteration={state_dict['iteration']!r} and epoch={state_dict['epoch']!r}"
+                "State dictionary should contain only one of 'iteration' or 'epoch' keys. Found both: "
+                f"iteration={state_dict['iteration']!r}, epoch={state_dict['epoch']!r}"
             )
-        if "iteration" not in state_dict and "epoch" not in state_dict:
-            raise ValueError(f"state_dict should hold 'iteration' or 'epoch'; it has keys {sorted(state_dict)}")
-        missing = [key for key in ("epoch_length",) if key not in state_dict]
-        if "max_epochs" not in state_dict and "max_iters" not in state_dict:
-            missing.append("max_epochs or max_iters")
-        missing.extend(key for key in self._state_dict_user_keys if key not in state_dict)
-        if missing:
-            raise ValueError(f"state_dict is missing required keys {missing}; it has keys {sorted(state_dict)}")
+        required = ["epoch_length"] + ([] if "epoch" in state_dict else ["iteration"]) + self._state_dict_user_keys
+        for key in required:
+            if key not in state_dict:
+                kind = "user state attribute" if key in self._state_dict_user_keys else "state attribute"
+                raise ValueError(f"Required {kind} '{key}' is absent in provided state_dict {keys}")
+        if ("max_epochs" in state_dict) == ("max_iters" in state_dict):
+            raise ValueError(
+                f"state_dict should contain exactly one of '('max_epochs', 'max_iters')' keys; it has keys {keys}"
+            )
+        known = {"epoch", *self._state_dict_all_req_keys, "max_epochs", "max_iters", *self._state_dict_user_keys}
+        unknown = [key for key in keys if key not in known and key not in self._extra_state_dict_keys]
+        if unknown:
+            warnings.warn(
+                f"state_dict has keys that {type(self).__name__}.load_state_dict does not know and ignores: "
+                f"{unknown}; it knows {sorted(known | set(self._extra_state_dict_keys))}",
+                UserWarning,
+                stacklevel=2,
+            )
         epoch_length = state_dict["epoch_length"]
-        if epoch_length is not None:
-            _check_optional_positive_int("state_dict['epoch_length']", epoch_length)
+        check_optional_positive_int(
+            "state_dict['epoch_length']",
+            epoch_length,
+            "epoch_length must be a positive integer to calculate missing 'iteration' or 'epoch' key",
+        )
         for key in ("iteration", "epoch"):
-            value = state_dict.get(key)
-            if key in state_dict and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 0):
-                raise ValueError(f"state_dict[{key!r}] should be a non-negative integer, got {value!r}")
+            if key in state_dict:
+                check_non_negative_int(f"state_dict[{key!r}]", state_dict[key])
+        position = int(state_dict.get("iteration", state_dict.get("epoch")))
+        if position and epoch_length is None:
+            raise ValueError(
+                "epoch_length must be a positive integer to calculate missing 'iteration' or 'epoch' key: "
+                f"state_dict gives {'iteration' if 'iteration' in state_dict else 'epoch'}={position} with "
+                "epoch_length=None"
+            )
         if "iteration" in state_dict:
-            iteration = int(state_dict["iteration"])
+            iteration = position
             epoch = iteration // epoch_length if epoch_length else 0
         else:
-            epoch = int(state_dict["epoch"])
-            if epoch and epoch_length is None:
-                raise ValueError(
-                    f"state_dict gives epoch={epoch} with epoch_length=None; an epoch can only be turned "
-                    "into an iteration with a known epoch_length"
-                )
+            epoch = position
             iteration = epoch * epoch_length if epoch_length else 0
         max_epochs = state_dict.get("max_epochs")
         max_iters = state_dict.get("max_iters")
-        _check_optional_positive_int("state_dict['max_epochs']", max_epochs)
-        _check_optional_positive_int("state_dict['max_iters']", max_iters)
-        if max_epochs is not None and max_epochs < epoch:
-            raise ValueError(f"state_dict has max_epochs={max_epochs} lower than its epoch {epoch}")
-        if max_iters is not None and max_iters < iteration:
-            raise ValueError(f"state_dict has max_iters={max_iters} lower than its iteration {iteration}")
+        for name, value, progress_name, progress in (
+            ("max_epochs", max_epochs, "epoch", epoch),
+            ("max_iters", max_iters, "iteration", iteration),
+        ):
+            check_optional_positive_int(
+                f"state_dict[{name!r}]", value, f"Argument {name} is invalid. Please, set a correct {name} positive value"
+            )
+            if value is not None:
+                self._check_limit_reached(name, value, progress_name, progress)
 
         self._discard_suspended_run()
         for key in self._state_dict_user_keys:

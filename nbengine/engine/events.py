@@ -142,8 +142,9 @@ class CallableEventWithFilter:
         ]
         if len(kinds_given) != 1:
             raise ValueError(
-                f"{self.name}(...) takes exactly one of event_filter=, once=, or every=/before=/after= "
-                f"(every may be combined with before and after); got {kinds_given or 'none of them'}"
+                "Only one of the input arguments should be specified, except before, after and every: "
+                f"{self.name}(...) takes exactly one of event_filter=, once=, or every=/before=/after=; "
+                f"got {kinds_given or 'none of them'}"
             )
         if event_filter is not None:
             if not callable(event_filter):
@@ -252,7 +253,8 @@ class EventsList:
     def _append(self, event: Any) -> None:
         if not isinstance(event, CallableEventWithFilter):
             raise TypeError(
-                f"only events can be combined with |, got {event!r} of type {type(event).__name__}"
+                "Argument event should be Events or CallableEventWithFilter: only events can be combined "
+                f"with |, got {event!r} of type {type(event).__name__}"
             )
         self._events.append(event)
 
@@ -320,6 +322,22 @@ class State:
         }
         for key, value in kwargs.items():
             setattr(self, key, value)
+
+    def get_event_attrib_value(self, event_name: Any) -> int:
+        """The counter of a built-in event: ``epoch`` for STARTED/EPOCH_*/COMPLETED, ``iteration``
+        for GET_BATCH_*/ITERATION_*.
+
+        >>> State(iteration=7).get_event_attrib_value(Events.ITERATION_COMPLETED)
+        7
+        """
+        key = event_name if isinstance(event_name, str) else getattr(event_name, "name", None)
+        attr = BUILTIN_EVENT_TO_ATTR.get(key) if isinstance(key, str) else None
+        if attr is None:
+            raise RuntimeError(
+                f"Unknown event name '{event_name}': event_name should be one of the built-in events "
+                f"{', '.join(BUILTIN_EVENT_TO_ATTR)}"
+            )
+        return getattr(self, attr)
 
     def __repr__(self) -> str:
         lines = ["State:"]

@@ -1,8 +1,12 @@
-"""Small helpers shared by the engine, handlers and metrics: device moves (``convert_tensor``) and seeding."""
+"""Small helpers shared by the engine, handlers and metrics: device moves (``convert_tensor``), seeding,
+and ignite's ``setup_logger``, ``to_onehot`` and ``deprecated``."""
 
 from nbengine.utils.checkpoint_hash import hash_checkpoint
+from nbengine.utils.deprecation import deprecated
 from nbengine.utils.formatting import to_str_list
 from nbengine.utils.formatting import to_str_list as _to_str_list  # ignite's private name
+from nbengine.utils.log import setup_logger
+from nbengine.utils.onehot import to_onehot
 from nbengine.utils.seed import (
     check_rng_states,
     derive_seed,
@@ -28,4 +32,7 @@ __all__ = [
     "tree_map",
     "hash_checkpoint",
     "to_str_list",
+    "deprecated",
+    "setup_logger",
+    "to_onehot",
 ]

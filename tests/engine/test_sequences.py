@@ -276,24 +276,36 @@ def test_handlers_get_args_and_kwargs_and_may_skip_the_engine():
     assert seen == [("with engine", 1, 2), "bare", ("without engine", 3)]
 
 
-def test_exception_raised_handlers_receive_the_exception_and_it_propagates():
+def test_exception_raised_handlers_take_the_exception_and_the_run_ends_failed():
+    # As in ignite, a run with EXCEPTION_RAISED handlers returns; status and error still show the failure.
     seen = []
     engine = Engine(lambda e, b: 1 / 0 if b == 2 else b)
     engine.add_event_handler(Events.EXCEPTION_RAISED, lambda e, exc: seen.append((e.state.iteration, type(exc))))
-    with pytest.raises(ZeroDivisionError):
-        engine.run([1, 2, 3])
+    state = engine.run([1, 2, 3])
+    assert state.iteration == 2
     assert seen == [(2, ZeroDivisionError)]
     assert engine.status == "failed"
     assert isinstance(engine.error, ZeroDivisionError)
 
 
-def test_exception_is_handled_only_when_a_handler_terminates(make_recorded_engine):
+def test_an_exception_without_exception_raised_handlers_propagates(make_recorded_engine):
     engine, recorder = make_recorded_engine(lambda e, b: 1 / 0 if b == 2 else b)
-    engine.add_event_handler(Events.EXCEPTION_RAISED, lambda e, exc: e.terminate())
-    state = engine.run([1, 2, 3])
-    assert state.iteration == 2
-    assert engine.status == "done"
+    with pytest.raises(ZeroDivisionError):
+        engine.run([1, 2, 3])
+    assert engine.status == "failed"
     assert recorder.text == "S0.0 ES1.0 GS1.0 GC1.0 IS1.1 IC1.1 GS1.1 GC1.1 IS1.2"
+
+
+def test_an_exception_raised_handler_that_raises_propagates_its_exception():
+    engine = Engine(lambda e, b: 1 / 0)
+
+    def reraise(engine, exc):
+        raise RuntimeError("handled badly") from exc
+
+    engine.add_event_handler(Events.EXCEPTION_RAISED, reraise)
+    with pytest.raises(RuntimeError, match="handled badly"):
+        engine.run([1])
+    assert engine.status == "failed" and isinstance(engine.error, RuntimeError)
 
 
 def test_interrupt_pauses_and_run_continues(make_recorded_engine):

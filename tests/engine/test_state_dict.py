@@ -66,17 +66,29 @@ def test_loading_discards_a_paused_run_and_its_position():
     assert (engine.status, engine.state.iteration) == ("done", 9)
 
 
-def test_a_finished_run_restarts_from_scratch_and_max_epochs_none_resets():
-    engine = Engine(lambda e, b: b)
+def test_a_finished_run_continues_to_more_epochs_refuses_fewer_and_max_epochs_none_restarts():
+    # ignite 0.5: run() on a finished engine continues to a larger max_epochs, refuses a smaller one,
+    # starts over with the same one, and engine.state.max_epochs = None resets.
+    seen = []
+    engine = Engine(lambda e, b: seen.append(b))
     engine.run([1, 2], max_epochs=2)
     engine.run([1, 2], max_epochs=3)
-    assert (engine.state.epoch, engine.state.iteration) == (3, 6)
-    engine.step(data=[1, 2], max_epochs=1)
-    assert engine.state.iteration == 1
-    engine.load_state_dict({"iteration": 1, "epoch_length": 2, "max_epochs": 5})
+    assert (engine.state.epoch, engine.state.iteration, seen) == (3, 6, [1, 2] * 3)
+    with pytest.raises(ValueError, match=r"Argument max_epochs should be greater than or equal to the start epoch "
+                       r"defined in the state: 1 vs 3\. Please, set engine.state.max_epochs = None"):
+        engine.run([1, 2], max_epochs=1)
+    engine.run([1, 2], max_epochs=3)
+    assert (engine.state.epoch, engine.state.iteration, seen) == (3, 6, [1, 2] * 6)
     engine.state.max_epochs = None
     engine.run([1, 2, 3], max_epochs=1)
     assert (engine.state.epoch, engine.state.iteration) == (1, 3)
+
+
+def test_unknown_state_dict_keys_are_named_in_a_warning():
+    engine = Engine(lambda e, b: b)
+    with pytest.warns(UserWarning, match=r"state_dict has keys that Engine.load_state_dict does not know and ignores: \['sed'\]"):
+        engine.load_state_dict({"iteration": 2, "epoch_length": 2, "max_epochs": 3, "sed": 5})
+    assert (engine.state.epoch, engine.state.iteration) == (1, 2)
 
 
 def test_continuing_run_arguments_override_the_state():
