@@ -223,7 +223,9 @@ class Engine:
             )
         if can_bind(process_function, (None, None), {}) is False:
             raise ValueError(
-                f"process_function {describe_callable(process_function)} cannot be called with (engine, batch)"
+                f"Error adding {process_function} 'process_function': takes parameters "
+                f"{describe_callable(process_function)} but will be called with (engine, batch): process_function "
+                f"{describe_callable(process_function)} cannot be called with (engine, batch)"
             )
         self._process_function = process_function
         self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
@@ -753,10 +755,11 @@ class Engine:
                         if should_exit:
                             if not self._is_done(state):
                                 warnings.warn(
-                                    "the data ran out before the run reached its end: iteration "
-                                    f"{state.iteration} of {self._total_iterations()}; the data iterator "
-                                    "yields no batch even after a restart",
-                                    RuntimeWarning,
+                                    "Data iterator can not provide data anymore but required total number of "
+                                    "iterations to run is not reached. Current iteration: "
+                                    f"{state.iteration} vs Total iterations to run : {self._total_iterations()}"
+                                    " (the data iterator yields no batch even after a restart)",
+                                    UserWarning,
                                     stacklevel=2,
                                 )
                             break

@@ -149,7 +149,8 @@ class CallableEventWithFilter:
         if event_filter is not None:
             if not callable(event_filter):
                 raise TypeError(
-                    f"event_filter should be a callable taking (engine, event), got {event_filter!r} "
+                    "Argument event_filter should be a callable: event_filter should be a callable taking "
+                    f"(engine, event), got {event_filter!r} "
                     f"of type {type(event_filter).__name__}"
                 )
             check_callable_takes(event_filter, "event_filter", ["engine", "event"], (None, 0))
