@@ -127,11 +127,11 @@ class BasicTimeProfiler:
             index = 0
         elif name in _PER_EPOCH:
             index = state.epoch - 1
+        elif name in ("GET_BATCH_STARTED", "GET_BATCH_COMPLETED"):
+            # A batch is fetched before the iteration counter moves on: it is the next iteration's.
+            index = state.iteration
         else:
             index = state.iteration - 1
-            if name == "GET_BATCH_STARTED":
-                # The batch is fetched after this boundary: iteration is still the previous one.
-                index += 1
         times = self.event_handlers_times[name]
         if not 0 <= index < len(times):
             return
