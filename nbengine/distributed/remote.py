@@ -5,15 +5,18 @@ torch.distributed store (the one ``DistributedControl`` keeps its command log in
 - **On every rank**, ``RankReport(control)`` publishes where the rank stands while it runs: status,
   epoch and iteration, at most every ``interval`` seconds while running and at once when a stretch of
   driving ends (paused, finished, failed). Rank 0 also publishes its training output per iteration
-  (the loss) and its most recent events with their handler times.
+  (the loss), the numeric metrics in its ``state.metrics`` whenever they change (metrics attached with
+  nbengine's ``Metric`` are reduced over the ranks, so rank 0's value is the job's), and its most
+  recent events with their handler times.
 - **In the kernel**, ``RemoteRun`` mirrors the engine's controls (``pause``, ``step``, ``resume``,
   ``stop``, ``save``) as requests in the job's command log, which ``DistributedControl`` applies at one
   boundary on every rank; and it reads what the ranks published (``ranks()``, ``outputs()``,
-  ``events()``). It never enters a collective, so the kernel never waits on a rank.
+  ``metrics()``, ``events()``). It never enters a collective, so the kernel never waits on a rank.
 
 Keys, under the command log's ``nbengine/<run id>/``: ``status/<rank>`` (the same JSON that
 ``DistributedControl`` writes when paused), ``report/outputs`` (rank 0's ``"iteration output\\n"``
-lines, appended) and ``report/events`` (JSON: rank 0's last events).
+lines, appended), ``report/metrics`` (JSON lines ``[iteration, name, value]``, appended) and
+``report/events`` (JSON: rank 0's last events).
 
 The cost on a rank is one clock read per iteration, plus one store write per ``interval``; rank 0 adds
 one list append per iteration for the output and, while events are reported, the engine's traced
@@ -78,6 +81,8 @@ class RankReport:
         self._lock = threading.Lock()
         self._last = -math.inf
         self._outputs: list[str] = []
+        self._metrics: list[str] = []
+        self._metric_values: dict[str, float] = {}
         self._events: deque = deque(maxlen=RECENT_EVENTS)
         self._started = time.monotonic()
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._at_iteration)
@@ -90,8 +95,17 @@ class RankReport:
             value = _number(engine.state.output)
             if value is not None:
                 self._outputs.append(f"{engine.state.iteration} {value!r}\n")
+            if engine.state.metrics:
+                self._note_metrics(engine)
         if time.monotonic() - self._last >= self.interval:
             self.publish("running")
+
+    def _note_metrics(self, engine: Engine) -> None:
+        for name, metric in engine.state.metrics.items():
+            value = _number(metric)
+            if value is not None and self._metric_values.get(name) != value:
+                self._metric_values[name] = value
+                self._metrics.append(json.dumps([engine.state.iteration, str(name), value]) + "\n")
 
     def _traced(self, event: Any, state: Any, timings: list[tuple[str, float]]) -> None:
         name = getattr(event, "name", str(event))
@@ -108,6 +122,9 @@ class RankReport:
             if self._outputs:
                 lines, self._outputs = "".join(self._outputs), []
                 self._keys.append("report/outputs", lines)
+            if self._metrics:
+                lines, self._metrics = "".join(self._metrics), []
+                self._keys.append("report/metrics", lines)
             if self._events:
                 self._keys.set("report/events", json.dumps(list(self._events)))
 
@@ -194,6 +211,18 @@ class RemoteRun:
             iterations.append(int(iteration))
             values.append(float(value))
         return iterations, values
+
+    def metrics(self) -> dict[str, tuple[list[int], list[float]]]:
+        """Rank 0's numeric metrics, each as ``(iterations, values)`` at the iterations it changed."""
+        with self._lock:
+            text = self._keys.get("report/metrics").decode() if self._keys.check(["report/metrics"]) else ""
+        series: dict[str, tuple[list[int], list[float]]] = {}
+        for line in text.splitlines():
+            iteration, name, value = json.loads(line)
+            iterations, values = series.setdefault(name, ([], []))
+            iterations.append(iteration)
+            values.append(value)
+        return series
 
     def events(self) -> list[tuple[float, str, int, int, list]]:
         """Rank 0's last events: ``(seconds, event name, epoch, iteration, [(handler, seconds)])``."""

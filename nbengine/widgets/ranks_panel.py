@@ -8,8 +8,8 @@ This module owns the panel's three parts and nothing of the job itself:
   rank, so every rank pauses, steps, saves and stops at the same place. Load and Replay are shown
   off, with the reason: the command log has no request for them yet. A click never waits on a rank.
 - **views** (standard ipywidgets, HTML and PNG only, so a saved notebook renders them): a State table
-  with each rank's status, epoch and iteration; rank 0's training output (the loss), drawn with
-  ``nbengine.plotting.LossFigure``; and rank 0's recent events with their handler times
+  with each rank's status, epoch and iteration; rank 0's training output (the loss) and the metrics
+  it reports (reduced over the ranks), drawn with ``nbengine.plotting.LossFigure``; and rank 0's recent events with their handler times
   (``TimelineFigure``).
 - **refresh**: a daemon thread in the kernel reads the ranks' reports every ``interval`` seconds and
   updates the views (plots only when rank 0 reported something new); it ends with a last refresh
@@ -77,9 +77,11 @@ class RanksPanel:
         self.error = widgets.HTML()
         self._loss_figure = LossFigure()
         self._timeline_figure = TimelineFigure()
-        self._drawn_outputs = -1
+        self._drawn_outputs: Any = None
         self._drawn_events: Any = None
         self._closed = threading.Event()
+        self._ranks: list[dict | None] = [None] * self.run.world_size
+        self._last_request = ""
         controls = widgets.HBox(list(self.buttons.values()), layout=widgets.Layout(flex_flow="row wrap"))
         plots = widgets.HBox([self.loss, self.timeline], layout=widgets.Layout(flex_flow="row wrap"))
         self.loss.add_class("nbengine-loss-plot")
@@ -119,16 +121,25 @@ class RanksPanel:
             # A refused request is shown in the panel, never lost in a callback.
             self.error.value = f"<pre class='nbengine-error'>{html.escape(f'{label}: {error}')}</pre>"
             return
-        self.status.value = self._status_html(f"{label} sent to every rank (request {number})")
+        self._last_request = f"{label} sent to every rank (request {number})"
+        self.status.value = self._status_html(self._last_request)
 
     def _status_html(self, detail: str) -> str:
-        return status_badge_html(self.job.status, detail)
+        return status_badge_html(self._job_status(), detail)
+
+    def _job_status(self) -> str:
+        """The job's processes' status once it has ended; before, the ranks' own when they all agree
+        (they pause and step together), else running."""
+        if self.job.done:
+            return self.job.status
+        statuses = {report["status"] for report in self._ranks if report is not None}
+        return statuses.pop() if len(statuses) == 1 and None not in self._ranks else "running"
 
     # ------------------------------------------------------------------ refresh
 
     def refresh(self) -> None:
         """Read the ranks' reports now and update the views."""
-        ranks = self.run.ranks()
+        ranks = self._ranks = self.run.ranks()
         self.state.value = ranks_table_html(ranks)
         done = self.job.done
         for label, button in self.buttons.items():
@@ -136,18 +147,21 @@ class RanksPanel:
                 button.disabled = done
         if done:
             self.status.value = self._status_html("the job has ended")
-        elif not self.status.value:
-            self.status.value = self._status_html("")
+        else:
+            self.status.value = self._status_html(self._last_request)
         self._draw_loss()
         self._draw_timeline()
 
     def _draw_loss(self) -> None:
         iterations, outputs = self.run.outputs()
-        if len(iterations) == self._drawn_outputs:
+        metrics = self.run.metrics()
+        drawn = (len(iterations), tuple(len(points[0]) for points in metrics.values()))
+        if drawn == self._drawn_outputs:
             return
         curves = decimate_outputs(np.asarray(iterations, dtype=float), np.asarray(outputs, dtype=float))
-        self.loss.value = self._loss_figure.render(curves)
-        self._drawn_outputs = len(iterations)
+        series = {name: (np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for name, (x, y) in metrics.items()}
+        self.loss.value = self._loss_figure.render(curves, series, title="rank 0")
+        self._drawn_outputs = drawn
 
     def _draw_timeline(self) -> None:
         events = self.run.events()

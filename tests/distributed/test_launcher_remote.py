@@ -13,6 +13,7 @@ import torch
 from nbengine.distributed import DistributedControl
 from nbengine.distributed.remote import RankReport, RemoteRun
 from nbengine.engine import Engine, Events
+from nbengine.metrics import RunningAverage
 from nbengine.widgets.ranks_panel import ranks_table_html
 
 pytestmark = pytest.mark.timeout(120)
@@ -25,6 +26,7 @@ def rank():
     engine = Engine(lambda engine, batch: torch.tensor(float(engine.state.iteration)))
     saves: list[int] = []
     control = DistributedControl(engine, checkpoint=lambda engine: saves.append(engine.state.iteration))
+    RunningAverage(output_transform=lambda output: output, alpha=0.5).attach(engine, "smoothed")
     report = RankReport(control, interval=0.01)
     remote = RemoteRun(control.log.store, 1, timeout=10)
     remote.pause()
@@ -69,12 +71,22 @@ def test_rank_zero_reports_every_output_and_its_recent_events(rank):
     iterations, outputs = remote.outputs()
     assert iterations == list(range(1, paused["iteration"] + 4))
     assert outputs == [float(i) for i in iterations]
+    # The smoothed output (alpha 0.5 over 1, 2, 3, ...) changes at every iteration.
+    smoothed, expected = [], 0.0
+    for iteration in iterations:
+        expected = float(iteration) if iteration == 1 else 0.5 * expected + 0.5 * iteration
+        smoothed.append(expected)
+    # (The engine's output is a float32 tensor, so the average is computed in float32.)
+    ((name, (at, values)),) = remote.metrics().items()
+    assert (name, at) == ("smoothed", iterations)
+    assert values == pytest.approx(smoothed, rel=1e-6)
     events = remote.events()
     assert [(name, iteration) for _, name, _, iteration, _ in events[-2:]] == [
         ("ITERATION_STARTED", paused["iteration"] + 3), ("ITERATION_COMPLETED", paused["iteration"] + 3)]
-    # The handlers of the last event, with their times: the control's agreement and the report itself.
+    # The handlers of the last event, with their times, in the order they ran.
     handlers = [name for name, _ in events[-1][4]]
-    assert handlers == ["DistributedControl._at_iteration_completed", "RankReport._at_iteration"]
+    assert handlers == ["DistributedControl._at_iteration_completed", "RunningAverage.iteration_completed",
+                        "Metric.completed", "RankReport._at_iteration"]
 
 
 @pytest.mark.parametrize(
