@@ -28,8 +28,9 @@ once; calling ``run()`` again continues. A second SIGINT before that boundary ra
 The engine is driven in its background thread (``start``/``resume``), so that SIGINT reaches this
 component on the main thread rather than the engine's own per-process handler.
 
-A rank that fails reports it in the store and destroys its process group, so that the other ranks' next
-collective fails instead of waiting; they stop with a :class:`RankFailedError` naming the failed rank.
+A rank that fails reports it in the store and leaves the process group, so that the other ranks' next
+collective fails instead of waiting; they stop with a :class:`RankFailedError` naming the failed rank
+(see :mod:`nbengine.distributed.failures`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import torch.distributed as dist
 
 from nbengine.distributed import utils as idist
 from nbengine.distributed.commands import CommandLog
+from nbengine.distributed.failures import FailureReporter, RankFailedError
 from nbengine.engine import PAUSED, Engine, Events, State
 from nbengine.handlers import EpochReplay
 
@@ -53,10 +55,6 @@ __all__ = ["DistributedControl", "RankFailedError"]
 
 _POLL_SECONDS = 0.2
 _MAX_EVERY = 10_000
-
-
-class RankFailedError(RuntimeError):
-    """Another rank of the job failed, so this one stopped."""
 
 
 class _Agreement:
@@ -133,6 +131,7 @@ class DistributedControl:
         self.log = CommandLog(store if store is not None else _job_store(distributed), _agreed_run_id(distributed))
         if self.rank == 0:
             self.log.announce()
+        self._failures = FailureReporter(self.log, engine, self.rank, self.world_size)
         self._agreement = _Agreement(dist.new_group(backend="gloo") if distributed else None)
         self._known = 0
         self._applied = 0
@@ -295,9 +294,9 @@ class DistributedControl:
         previous = _install_sigint(self._on_sigint)
         try:
             self._stepping = False
-            self._guard(lambda: self.engine.start(data, max_epochs, epoch_length, max_iters))
+            self._failures.guard(lambda: self.engine.start(data, max_epochs, epoch_length, max_iters))
             while True:
-                self._guard(self._await_engine)
+                self._failures.guard(self._await_engine)
                 self._publish_status()
                 if self.engine.status != PAUSED:
                     return self.engine.state
@@ -307,7 +306,7 @@ class DistributedControl:
                         f"job paused by interrupt on every rank at epoch {self.engine.state.epoch}, iteration "
                         f"{self.engine.state.iteration}; call run() on every rank to continue"
                     )
-                self._guard(self._serve_paused)
+                self._failures.guard(self._serve_paused)
         finally:
             _restore_sigint(previous)
 
@@ -341,9 +340,7 @@ class DistributedControl:
             if self._sigint:
                 self._sigint = False
                 self._request("interrupt")
-            failed = self.log.failures(self.world_size)
-            if failed:
-                raise RankFailedError(_failure_text(failed, self.rank))
+            self._failures.raise_if_another_failed()
         command = self._command(seq)
         self._applied = seq
         kind = command["kind"]
@@ -372,59 +369,12 @@ class DistributedControl:
         state = self.engine.state
         self.log.report_status(self.rank, status=self.engine.status, epoch=state.epoch, iteration=state.iteration)
 
-    # ------------------------------------------------------------------ failures
-
-    def _guard(self, action: Callable[[], Any]) -> Any:
-        try:
-            return action()
-        except (KeyboardInterrupt, RankFailedError):
-            raise
-        except BaseException as exc:
-            self._fail(exc)
-            raise
-
-    def _fail(self, exc: BaseException) -> None:
-        """Report this rank's failure, then leave the process group so that no rank waits for this one."""
-        failed = {}
-        if _is_collective_error(exc):
-            failed = self._wait_for_failure_reports()
-        if failed and self.rank not in failed:
-            raise RankFailedError(_failure_text(failed, self.rank)) from exc
-        state = self.engine.state
-        self.log.report_failure(self.rank, f"{exc!r} at epoch {state.epoch}, iteration {state.iteration}")
-        if idist.model_name() == "native-dist":
-            dist.destroy_process_group()
-
-    def _wait_for_failure_reports(self) -> dict[int, str]:
-        for _ in range(25):
-            try:
-                failed = self.log.failures(self.world_size)
-            except (RuntimeError, OSError):  # the store went away with the rank that hosted it
-                return {}
-            if failed:
-                return failed
-            threading.Event().wait(_POLL_SECONDS)
-        return {}
-
     # ------------------------------------------------------------------ SIGINT
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if self._sigint:
             raise KeyboardInterrupt
         self._sigint = True
-
-
-def _failure_text(failed: dict[int, str], rank: int) -> str:
-    reports = "; ".join(f"rank {r} failed: {text}" for r, text in sorted(failed.items()))
-    return f"rank {rank} stopped because another rank of the job failed ({reports})"
-
-
-def _is_collective_error(exc: BaseException) -> bool:
-    """Errors a collective raises when a peer went away (gloo: "Connection closed by peer", ...)."""
-    text = str(exc).lower()
-    return isinstance(exc, dist.DistError) or (
-        isinstance(exc, RuntimeError) and any(word in text for word in ("gloo", "connection", "peer", "nccl"))
-    )
 
 
 def _job_store(distributed: bool) -> dist.Store:

@@ -57,6 +57,8 @@ def _rank_main(local_rank: int, backend: str, fn: Callable, args: tuple, kwargs:
     idist.initialize(backend, **init)
     try:
         fn(local_rank, *args, **kwargs)
+        # Rank 0 hosts the job's store: no rank may leave while another still uses it.
+        idist.barrier()
     finally:
         idist.finalize()
 

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 from nbengine.distributed.launcher import free_port
@@ -67,11 +68,9 @@ class Job:
         self.process.send_signal(signum)
 
     def kill(self) -> None:
-        """SIGKILL every process of the job's session."""
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """SIGKILL every process of the job: its session and every descendant (torchrun starts each rank in a
+        session of its own, so killing the launcher's session alone would orphan the ranks)."""
+        kill_tree(self.process.pid)
         try:
             self.process.wait(30)
         except subprocess.TimeoutExpired:
@@ -86,6 +85,24 @@ class Job:
     def ranks(self) -> list[dict]:
         """What each rank recorded (``rank0.pt``, ``rank1.pt``)."""
         return [torch.load(self.out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL process ``pid``, its session and all its descendants."""
+    try:
+        descendants = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    for process in descendants:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    psutil.wait_procs(descendants, timeout=30)
 
 
 def run_job(out: Path, launcher: str, *args: str) -> tuple[int, Job]:

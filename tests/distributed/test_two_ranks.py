@@ -12,7 +12,7 @@ import signal
 
 import pytest
 
-from tests.distributed._jobs import Job, run_job, same_weights
+from tests.distributed._jobs import Job, kill_tree, run_job, same_weights
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -155,10 +155,7 @@ def test_the_readme_digits_command_trains_on_two_ranks_with_reduced_accuracy(tmp
     try:
         output, _ = process.communicate(timeout=400)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_tree(process.pid)
     assert process.returncode == 0, output
     lines = [line for line in output.splitlines() if line.startswith("epoch ")]
     assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"]
@@ -181,10 +178,7 @@ def test_accuracy_over_two_ranks_equals_accuracy_over_the_whole_data(tmp_path):
     try:
         output, _ = process.communicate(timeout=300)
     finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_tree(process.pid)
     assert process.returncode == 0, output
     logits, labels = predictions()
     whole = (logits.argmax(dim=1) == labels).sum().item() / len(labels)
