@@ -288,8 +288,9 @@ def test_03_replay_epoch(tmp_path):
 
 @pytest.mark.slow
 def test_04_two_processes(tmp_path):
-    """Two gloo ranks launched from the notebook: paused together, stepped by one, saved, resumed,
-    replayed; then the same two cells run under torchrun, uninterrupted, end with the same weights."""
+    """Two gloo ranks launched from the notebook: paused together, stepped by one, saved, an epoch
+    replayed on both, resumed; then the same two cells run under torchrun, uninterrupted, end with the
+    same weights."""
     import os
     import socket
     import subprocess
@@ -302,9 +303,12 @@ def test_04_two_processes(tmp_path):
     assert stdout_of(tagged(notebook, "step")) == "iterations advanced on each rank: [1, 1]\n"
     assert stdout_of(tagged(notebook, "save")) == "checkpoints written: 1\n"
     assert stdout_of(tagged(notebook, "resume")) == "job: completed\nfinal weights identical on both ranks: True\n"
-    reproduced = "epoch 4 replayed: 29 iterations, 29 compared; batches identical; outputs identical (max |diff| 0.0); reproduced"
-    assert stdout_of(tagged(notebook, "replay")) == f"rank 0: {reproduced}\nrank 1: {reproduced}\n"
-    shown = [m["state"]["value"] for m in widget_models(notebook) if "nbengine-ranks" in m["state"].get("value", "")]
+    # The epoch replayed is the one the run was paused in: where the pause lands depends on timing.
+    reproduced = r"epoch (\d+) replayed: 29 iterations, 29 compared; batches identical; outputs identical \(max \|diff\| 0\.0\); reproduced"
+    replayed = re.fullmatch(f"rank 0: {reproduced}\nrank 1: {reproduced}\n", stdout_of(tagged(notebook, "replay")))
+    assert replayed is not None and replayed.group(1) == replayed.group(2), stdout_of(tagged(notebook, "replay"))
+    shown = [value for value in (m["state"].get("value") for m in widget_models(notebook))
+             if isinstance(value, str) and "nbengine-ranks" in value]
     assert len(shown) == 1 and shown[0].count("nbengine-status-done") == 2
 
     script = tmp_path / "digits_two_processes.py"

@@ -9,7 +9,7 @@ torch.distributed store (the one ``DistributedControl`` keeps its command log in
   nbengine's ``Metric`` are reduced over the ranks, so rank 0's value is the job's), and its most
   recent events with their handler times.
 - **In the kernel**, ``RemoteRun`` mirrors the engine's controls (``pause``, ``step``, ``resume``,
-  ``stop``, ``save``) as requests in the job's command log, which ``DistributedControl`` applies at one
+  ``stop``, ``save``, ``replay``) as requests in the job's command log, which ``DistributedControl`` applies at one
   boundary on every rank; and it reads what the ranks published (``ranks()``, ``outputs()``,
   ``metrics()``, ``events()``). It never enters a collective, so the kernel never waits on a rank.
 
@@ -192,6 +192,30 @@ class RemoteRun:
     def save(self) -> int:
         """Every rank runs the job's checkpoint at the same boundary (rank 0 writes the file)."""
         return self._post("save")
+
+    def replay(self, epoch: int) -> int:
+        """Every rank replays ``epoch`` together (a running job pauses first); ``result(number)`` then
+        holds every rank's report."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise ValueError(f"Argument epoch should be a positive integer, but given {epoch!r}")
+        return self._post("replay", epoch=epoch)
+
+    def result(self, number: int, timeout: float = 300.0) -> Any:
+        """What request ``number`` produced (a replay: every rank's summary, by rank), waiting up to
+        ``timeout`` seconds for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.result_if_ready(number)
+            if result is not None:
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"request {number} produced no result within {timeout} s")
+            time.sleep(0.05)
+
+    def result_if_ready(self, number: int) -> Any:
+        """What request ``number`` produced, or None while it has not (yet)."""
+        with self._lock:
+            return self.log.result(number)
 
     # ------------------------------------------------------------------ what the ranks report
 

@@ -3,10 +3,12 @@
 
 This module owns the panel's three parts and nothing of the job itself:
 
-- **controls**: Pause, Step, Step event, Step epoch, Resume, Stop and Save post requests to the job's
-  command log through a ``RemoteRun``; ``DistributedControl`` applies each at one boundary on every
-  rank, so every rank pauses, steps, saves and stops at the same place. Load and Replay are shown
-  off, with the reason: the command log has no request for them yet. A click never waits on a rank.
+- **controls**: Pause, Step, Step event, Step epoch, Resume, Stop, Save and Replay (of the epoch in
+  the box beside it) post requests to the job's command log through a ``RemoteRun``;
+  ``DistributedControl`` applies each at one boundary on every rank, so every rank pauses, steps,
+  saves, replays and stops at the same place. A replay's report, one line per rank, is shown when the
+  ranks have published it. Load is shown off, with the reason: the command log has no load request.
+  A click never waits on a rank.
 - **views** (standard ipywidgets, HTML and PNG only, so a saved notebook renders them): a State table
   with each rank's status, epoch and iteration; rank 0's training output (the loss) and the metrics
   it reports (reduced over the ranks), drawn with ``nbengine.plotting.LossFigure``; and rank 0's recent events with their handler times
@@ -36,7 +38,7 @@ __all__ = ["RanksPanel"]
 
 #: Shown on the buttons that the multi-process panel cannot offer yet.
 NOT_IN_COMMAND_LOG = ("not available for a multi-process job yet: DistributedControl's command log has no "
-                      "load or replay request")
+                      "load request")
 
 
 def ranks_table_html(ranks: list[dict | None]) -> str:
@@ -82,11 +84,17 @@ class RanksPanel:
         self._closed = threading.Event()
         self._ranks: list[dict | None] = [None] * self.run.world_size
         self._last_request = ""
-        controls = widgets.HBox(list(self.buttons.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        self._pending_replay: int | None = None
+        self.replay_epoch = widgets.BoundedIntText(value=1, min=1, max=10**9, description="epoch",
+                                                   layout=widgets.Layout(width="140px"))
+        self.replay_report = widgets.HTML()
+        self.replay_report.add_class("nbengine-replay-report")
+        controls = widgets.HBox([*self.buttons.values(), self.replay_epoch],
+                                layout=widgets.Layout(flex_flow="row wrap"))
         plots = widgets.HBox([self.loss, self.timeline], layout=widgets.Layout(flex_flow="row wrap"))
         self.loss.add_class("nbengine-loss-plot")
         self.timeline.add_class("nbengine-timeline-plot")
-        self.widget = widgets.VBox([controls, self.status, self.state, plots, self.error])
+        self.widget = widgets.VBox([controls, self.status, self.state, self.replay_report, plots, self.error])
         self.widget.add_class("nbengine-ranks-panel")
         self.refresh()
         self._thread = threading.Thread(target=self._refresh_loop, name="nbengine-ranks-panel", daemon=True)
@@ -101,6 +109,7 @@ class RanksPanel:
             "Resume": self.run.resume,
             "Stop": self.run.stop,
             "Save": self.run.save,
+            "Replay": self._replay,
         }
         buttons = {}
         for label, action in actions.items():
@@ -108,11 +117,27 @@ class RanksPanel:
             button.add_class(_button_class(label))
             button.on_click(lambda _, label=label, action=action: self._request(label, action))
             buttons[label] = button
-        for label in ("Load", "Replay"):
-            buttons[label] = widgets.Button(description=label, disabled=True, tooltip=NOT_IN_COMMAND_LOG,
-                                            layout=widgets.Layout(width="auto"))
-            buttons[label].add_class(_button_class(label))
+        buttons["Load"] = widgets.Button(description="Load", disabled=True, tooltip=NOT_IN_COMMAND_LOG,
+                                         layout=widgets.Layout(width="auto"))
+        buttons["Load"].add_class(_button_class("Load"))
         return buttons
+
+    def _replay(self) -> int:
+        number = self.run.replay(int(self.replay_epoch.value))
+        self._pending_replay = number
+        self.replay_report.value = f"<i>replay of epoch {int(self.replay_epoch.value)} requested (request {number})</i>"
+        return number
+
+    def _show_replay(self) -> None:
+        """Show a replay's per-rank report once rank 0 has published it."""
+        if self._pending_replay is None:
+            return
+        reports = self.run.result_if_ready(self._pending_replay)
+        if reports is None:
+            return
+        self._pending_replay = None
+        lines = "".join(f"<li>rank {report['rank']}: {html.escape(report['text'])}</li>" for report in reports)
+        self.replay_report.value = f"<ul style='margin:0'>{lines}</ul>"
 
     def _request(self, label: str, action: Any) -> None:
         try:
@@ -143,12 +168,13 @@ class RanksPanel:
         self.state.value = ranks_table_html(ranks)
         done = self.job.done
         for label, button in self.buttons.items():
-            if label not in ("Load", "Replay"):
+            if label != "Load":
                 button.disabled = done
         if done:
             self.status.value = self._status_html("the job has ended")
         else:
             self.status.value = self._status_html(self._last_request)
+        self._show_replay()
         self._draw_loss()
         self._draw_timeline()
 

@@ -1,6 +1,7 @@
 """``RanksPanel`` in a real Jupyter kernel over a real 2-process gloo job started from a cell, clicked
 over the protocol as a browser clicks: Pause leaves both ranks at the same iteration, Step advances
-both by exactly one, Save writes one checkpoint, Resume goes on, Stop leaves no process behind. What
+both by exactly one, Save writes one checkpoint, Replay of an epoch reports for each rank, Resume goes
+on, Stop leaves no process behind. What
 is checked is what the panel's widgets show (their state as sent to the front end)."""
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ panel
 """)
     pids = kernel.value("job.pids")
     button = {label: kernel.value(f"panel.buttons[{label!r}].model_id") for label in
-              ("Pause", "Step", "Save", "Resume", "Stop")}
+              ("Pause", "Step", "Save", "Replay", "Resume", "Stop")}
     shown = Shown(kernel, kernel.value("panel.state.model_id"))
     shown.wait_for(lambda ranks: all(status == "running" for status, _, _ in ranks), "both ranks running")
 
@@ -91,6 +92,23 @@ panel
         time.sleep(0.1)
     kernel.drain(1.0)
     assert [path.name for path in folder.glob("*.pt")] == [f"checkpoint_{iteration + 1}.pt"]
+
+    # Replay the current epoch: step both ranks to its end, then click Replay for it.
+    kernel.execute("panel.buttons['Step epoch'].click()")
+    epoch_end = shown.wait_for(lambda ranks: all(status == "paused" and it == epoch * 29 for status, _, it in ranks),
+                               "both ranks paused at the end of the epoch")
+    assert epoch_end[0] == epoch_end[1]
+    kernel.execute(f"panel.replay_epoch.value = {epoch}")
+    kernel.click(button["Replay"])
+    report_id = kernel.value("panel.replay_report.model_id")
+    reproduced = (f"epoch {epoch} replayed: 29 iterations, 29 compared; batches identical; outputs identical "
+                  "(max |diff| 0.0); reproduced")
+    deadline = time.monotonic() + DEADLINE
+    while "rank 1:" not in kernel.widget_state.get(report_id, {}).get("value", ""):
+        assert time.monotonic() < deadline, "the replay's report did not appear"
+        kernel.drain(0.2)
+    assert kernel.widget_state[report_id]["value"] == (
+        f"<ul style='margin:0'><li>rank 0: {reproduced}</li><li>rank 1: {reproduced}</li></ul>")
 
     kernel.click(button["Resume"])
     shown.wait_for(lambda ranks: all(status == "running" and it > iteration + 1 for status, _, it in ranks),
