@@ -7,7 +7,6 @@ returns the final weights (rank 0 also writes them to ``out/weights.pt``).
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
