@@ -761,6 +761,16 @@ class ModelCheckpoint(Checkpoint):
         self._checked_saver = (self.save_handler, True)
         self.save_on_rank = save_on_rank
 
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """As :attr:`Checkpoint.last_checkpoint`: the path of the last kept file in ``dirname``."""
+        if not isinstance(self.save_handler, DiskSaver):
+            raise RuntimeError(
+                f"Internal error, save_handler should be DiskSaver, but has {type(self.save_handler)}: a "
+                "ModelCheckpoint writes into its folder; use a Checkpoint for another save handler"
+            )
+        return super().last_checkpoint
+
     def _check_to_save(self, to_save: Any) -> None:
         if isinstance(to_save, (Mapping, list, tuple)) and not to_save:
             raise RuntimeError(
