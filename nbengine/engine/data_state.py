@@ -10,7 +10,8 @@ itself and needs no loader state.)
 Randomness inside ``__getitem__`` runs in the workers, which a loader's state does not capture;
 ``SeededSamples`` (``nbengine.engine.sample_seeding``) seeds each sample from the loader's per-pass
 base seed, which ``StatefulDataLoader`` does save:
-``StatefulDataLoader(SeededSamples(dataset), num_workers=2, ...)``.
+``StatefulDataLoader(SeededSamples(dataset), num_workers=2, ...)``. torchdata itself refuses a
+state saved with another number of workers.
 """
 
 from __future__ import annotations

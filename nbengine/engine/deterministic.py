@@ -514,7 +514,7 @@ class DeterministicEngine(Engine):
             return data
         inner = data.batch_sampler if data.batch_sampler is not None else data.sampler
         sampler = inner if isinstance(inner, ReproducibleBatchSampler) else ReproducibleBatchSampler(inner)
-        loader = update_dataloader(data, sampler)
+        loader = _seeded_loader(data, sampler)  # each batch built with the generators seeded (sample_seeding.py)
         loader.generator = self._loader_generator
         self._reproducible_data = (data, loader)
         return loader

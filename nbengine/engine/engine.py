@@ -43,6 +43,8 @@ from nbengine._checks import (
     check_positive_int,
 )
 from nbengine.engine._signature import can_bind, describe_callable
+from nbengine.engine.data_state import STATE_KEY as DATA_STATE_KEY
+from nbengine.engine.data_state import data_state, restore_data_state
 from nbengine.engine.events import (
     BUILTIN_EVENT_TO_ATTR,
     CallableEventWithFilter,
@@ -266,6 +268,8 @@ class Engine:
         self._thread_setup: Callable[[], AbstractContextManager] | None = None
         self._direct_call_thread: int | None = None
         self._given_data: Any = None
+        # A stateful loader's state from load_state_dict, put back into it when the run continues.
+        self._loaded_data_state: Any = None
 
         self._trace_hooks: tuple[Callable, ...] = ()
         self._status_hooks: tuple[Callable, ...] = ()
@@ -844,6 +848,9 @@ class Engine:
                 raise ValueError("epoch_length should be provided if data is None: give epoch_length, or data to run on")
             self._data_iter = _none_batches(self.state.epoch_length)
         else:
+            loaded, self._loaded_data_state = self._loaded_data_state, None
+            if loaded is not None:
+                restore_data_state(self.state.dataloader, loaded)
             self._data_iter = iter(self.state.dataloader)
 
     def _setup_engine(self) -> None:
@@ -1332,7 +1339,11 @@ class Engine:
         keys: list[str] = ["epoch_length", "iteration"]
         keys.append("max_iters" if self.state.max_iters is not None else "max_epochs")
         keys.extend(self._state_dict_user_keys)
-        return OrderedDict((key, getattr(self.state, key)) for key in keys)
+        state_dict = OrderedDict((key, getattr(self.state, key)) for key in keys)
+        loader_state = data_state(self.state.dataloader)  # a StatefulDataLoader's position (data_state.py)
+        if loader_state is not None:
+            state_dict[DATA_STATE_KEY] = loader_state
+        return state_dict
 
     # Keys a subclass adds to its state dict; load_state_dict warns about any key outside these.
     _extra_state_dict_keys: tuple[str, ...] = ()
@@ -1362,7 +1373,7 @@ class Engine:
             raise ValueError(
                 f"state_dict should contain exactly one of '('max_epochs', 'max_iters')' keys; it has keys {keys}"
             )
-        known = {"epoch", *self._state_dict_all_req_keys, "max_epochs", "max_iters", *self._state_dict_user_keys}
+        known = {"epoch", *self._state_dict_all_req_keys, "max_epochs", "max_iters", DATA_STATE_KEY, *self._state_dict_user_keys}
         unknown = [key for key in keys if key not in known and key not in self._extra_state_dict_keys]
         if unknown:
             warnings.warn(
@@ -1406,6 +1417,7 @@ class Engine:
                 self._check_limit_reached(name, value, progress_name, progress)
 
         self._discard_suspended_run()
+        self._loaded_data_state = state_dict.get(DATA_STATE_KEY)
         for key in self._state_dict_user_keys:
             setattr(self.state, key, state_dict[key])
         self.state.epoch_length = epoch_length
