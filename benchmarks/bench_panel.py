@@ -23,6 +23,8 @@ import argparse
 import statistics
 import time
 
+import psutil
+
 from harness import quiet_single_thread
 from mlp import Mlp
 
@@ -30,19 +32,32 @@ from nbengine.engine import Engine
 from nbengine.widgets import TrainingPanel
 
 
-def run_slice(engine: Engine, seconds: float, panel: TrainingPanel | None) -> tuple[float, int]:
-    """Run ``engine`` in the background for ``seconds``; iterations per second, and the loss-plot
-    redraws made meanwhile (0 without a panel)."""
+def helper_cpu(panel: TrainingPanel) -> float:
+    """CPU seconds used so far by the panel's drawing process (0 when it draws in this process)."""
+    process = panel._renderer._process
+    if process is None:
+        return 0.0
+    times = psutil.Process(process.pid).cpu_times()
+    return times.user + times.system
+
+
+def run_slice(engine: Engine, seconds: float, panel: TrainingPanel | None) -> tuple[float, int, float]:
+    """Run ``engine`` in the background for ``seconds``; iterations per second, the loss-plot
+    redraws made meanwhile (0 without a panel), and the CPU seconds per iteration of this process
+    (all its threads) and of the panel's drawing process."""
     first = engine.state.iteration
     drawn = panel.loss_plot_count if panel is not None else 0
+    cpu = time.process_time() + (helper_cpu(panel) if panel is not None else 0.0)
     began = time.perf_counter()
     engine.start()
     time.sleep(seconds)
     engine.pause()
     engine.wait()
     elapsed = time.perf_counter() - began
+    cpu = time.process_time() + (helper_cpu(panel) if panel is not None else 0.0) - cpu
     redraws = (panel.loss_plot_count - drawn) if panel is not None else 0
-    return (engine.state.iteration - first) / elapsed, redraws
+    done = engine.state.iteration - first
+    return done / elapsed, redraws, cpu / done
 
 
 def main() -> None:
@@ -51,6 +66,7 @@ def main() -> None:
     parser.add_argument("--in-process", action="store_true", help="the panel draws in this process, not its helper")
     parser.add_argument("--seconds", type=float, default=None, help="wall seconds per slice")
     parser.add_argument("--pairs", type=int, default=None, help="pairs of slices")
+    parser.add_argument("--plot-interval", type=float, default=1.0, help="the panel's plot_interval (3600: no drawing while running)")
     args = parser.parse_args()
     quiet_single_thread()
     pairs = args.pairs or (4 if args.quick else 10)
@@ -59,7 +75,7 @@ def main() -> None:
     bare_mlp, panel_mlp = Mlp(500), Mlp(500)
     bare = Engine(bare_mlp.step)
     with_panel = Engine(panel_mlp.step)
-    panel = TrainingPanel(with_panel, data=panel_mlp.data, max_epochs=1_000_000, draw_in_process=args.in_process)
+    panel = TrainingPanel(with_panel, data=panel_mlp.data, max_epochs=1_000_000, draw_in_process=args.in_process, plot_interval=args.plot_interval)
     bare.step(data=bare_mlp.data, max_epochs=1_000_000)  # a run to continue, like the panel's
     with_panel.step(data=panel_mlp.data, max_epochs=1_000_000)
     # Warm up both (imports, the drawing process, the first figures).
@@ -67,20 +83,22 @@ def main() -> None:
     run_slice(with_panel, 2.0, panel)
     panel.wait()
 
-    ratios, rates, bare_speeds, panel_speeds = [], [], [], []
+    ratios, rates, bare_speeds, panel_speeds, cpu_ratios = [], [], [], [], []
     for index in range(pairs):
         # Alternate which goes first, so neither always follows the other.
         order = [bare, with_panel] if index % 2 == 0 else [with_panel, bare]
         speed: dict[Engine, float] = {}
+        cpu: dict[Engine, float] = {}
         for engine in order:
             owner = panel if engine is with_panel else None
-            speed[engine], redraws = run_slice(engine, seconds, owner)
+            speed[engine], redraws, cpu[engine] = run_slice(engine, seconds, owner)
             if owner is not None:
                 rates.append(redraws / seconds)
                 panel.wait()  # the drawing of the paused state is made before the next slice
         bare_speeds.append(speed[bare])
         panel_speeds.append(speed[with_panel])
         ratios.append(speed[with_panel] / speed[bare])
+        cpu_ratios.append(cpu[with_panel] / cpu[bare])
 
     where = "in the kernel's process" if panel._renderer.in_process else "in its helper process"
     print(f"MLP 32-64-10, batch 64, SGD, 1 thread, batches from a list; {pairs} pairs of {seconds:.0f}-s slices")
@@ -90,6 +108,10 @@ def main() -> None:
         print(f"{name:<16}{statistics.median(speeds):>14.0f}{1e6 / statistics.median(speeds):>16.1f}")
     print(f"throughput with panel ÷ without, median of pairs: {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
     print(f"loss-plot redraws per second of running, median of slices: {statistics.median(rates):.2f} (min {min(rates):.2f})")
+    print(
+        "CPU per iteration with panel ÷ without (this process's threads and the drawing process), "
+        f"median of pairs: {statistics.median(cpu_ratios):.3f}"
+    )
     with_panel.stop()
     bare.stop()
     panel.close()

@@ -320,7 +320,8 @@ class LossFigure(_AggFigure):
         self._band.set_visible(banded)
         self._raw.set_visible(not banded)
         self._smooth.set_data(*curves.smooth)
-        self._smooth.set_label(f"mean of last {curves.window}")
+        # A fixed label: a legend that changes forces the whole figure to be drawn again.
+        self._smooth.set_label("trailing mean")
         self._message.set_visible(curves.count == 0)
 
         shown = [name for name, (x, _) in metrics.items() if len(x)]

@@ -82,7 +82,7 @@ def test_the_legend_lies_beside_the_axes_and_covers_no_data():
     renderer = figure.figure.canvas.get_renderer()
     legend = figure._legend.get_window_extent(renderer)
     labels = [text.get_text() for text in figure._legend.get_texts()]
-    assert labels == ["output", "mean of last 20", "val accuracy", "saved"]
+    assert labels == ["output", "trailing mean", "val accuracy", "saved"]
     for axes in (figure.axes, figure.metric_axes):
         assert not legend.overlaps(axes.get_window_extent(renderer))
 

@@ -245,6 +245,7 @@ class TrainingPanel:
         self.key = key if key is not None else self._session.cell_key(self._output_parent)
         self._replace_earlier_panel()
         self._unregister_after_cell = self._session.after_each_cell(self._after_cell)
+        self._stop_forwarding_interrupts = self._session.forward_interrupts(self._on_interrupt)
 
         self._plot_thread = PlotThread(self._draw_due_plots, lambda error: self._report_error("plot", error), refresh_interval)
         self.refresh()
@@ -457,6 +458,7 @@ class TrainingPanel:
         if stop_run:
             self._stop_engine_for_rerun()
         self._unregister_after_cell()
+        self._stop_forwarding_interrupts()
         self._plot_thread.close()
         self._renderer.close()
         self.timeline.detach()
@@ -712,6 +714,15 @@ class TrainingPanel:
         self._shelf.select(path)
         self._listing_dirty = True
         self._show_message(f"Loaded {path}: paused at {self._position()}; Resume or Step continues from there.", colour="#1565c0")
+
+    def _on_interrupt(self) -> bool:
+        # In the kernel's main thread, from a signal handler: only thread-safe calls, no waiting.
+        if self._closed.is_set() or self.trainer.status != RUNNING:
+            return False
+        self.trainer.pause()
+        self._message_when_still = "■ paused the run at {position}; Resume continues it."
+        self._wake.set()
+        return True
 
     def _note_epoch_start(self, engine: Engine) -> None:
         self._epoch_started_at = (engine.state.epoch, engine.state.iteration)

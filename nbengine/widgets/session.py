@@ -16,6 +16,14 @@ This module owns three decisions:
   front end without cell ids re-running the same source), else an explicit ``key=``.
 - **After-cell refresh.** ``after_each_cell(callback)`` registers ``callback`` with IPython's
   ``post_run_cell`` event and returns the function that unregisters it.
+- **Where "Interrupt kernel" (■) goes while no cell runs.** The kernel ignores SIGINT between
+  cells (ipykernel sets SIG_IGN, and installs the default handler only while it handles a
+  message), so ■ would not reach a run in a background thread. ``forward_interrupts(callback)``
+  installs, in a kernel and from its main thread, a SIGINT handler that calls ``callback()`` (the
+  panel pauses its run there; ``Engine.pause()`` is thread-safe) and otherwise does what the
+  handler it replaced did. Installed from a cell or a click, it takes the place of the handler
+  that ipykernel restores after each message (``kernel.saved_sigint_handler``), so it is the one
+  active between cells; a cell that is running still gets its KeyboardInterrupt.
 
 Outside IPython (a script, pytest) there is no shell: no registry, no routing, no hook.
 """
@@ -23,6 +31,8 @@ Outside IPython (a script, pytest) there is no shell: no registry, no routing, n
 from __future__ import annotations
 
 import hashlib
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -105,6 +115,42 @@ class KernelSession:
                 pass
 
         return unregister
+
+    def forward_interrupts(self, callback: Callable[[], bool]) -> Callable[[], None]:
+        """While no cell runs, call ``callback()`` on SIGINT (■); when it returns False, do what the
+        earlier handler did. Only in a kernel and from its main thread (elsewhere it does nothing).
+        Returns the function that removes it."""
+        kernel = getattr(self.shell, "kernel", None)
+        if not self.in_kernel or kernel is None or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        # Inside a cell or a click, ipykernel has saved the between-messages handler (SIG_IGN) in
+        # saved_sigint_handler and restores it afterwards: ours goes there, so it is the one
+        # between messages; while a cell runs, the cell keeps its KeyboardInterrupt.
+        inside_message = hasattr(kernel, "saved_sigint_handler")
+        earlier = kernel.saved_sigint_handler if inside_message else signal.getsignal(signal.SIGINT)
+        removed = threading.Event()
+
+        def on_interrupt(signum: int, frame: Any) -> None:
+            if not removed.is_set() and callback():
+                return
+            if callable(earlier):
+                earlier(signum, frame)
+            elif earlier == signal.SIG_DFL:
+                raise KeyboardInterrupt
+
+        if inside_message:
+            kernel.saved_sigint_handler = on_interrupt
+        else:
+            signal.signal(signal.SIGINT, on_interrupt)
+
+        def remove() -> None:
+            removed.set()
+            if getattr(kernel, "saved_sigint_handler", None) is on_interrupt:
+                kernel.saved_sigint_handler = earlier
+            if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is on_interrupt:
+                signal.signal(signal.SIGINT, earlier)
+
+        return remove
 
     @contextmanager
     def route_output(self, parent: dict | None) -> Iterator[None]:

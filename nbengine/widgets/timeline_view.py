@@ -57,13 +57,13 @@ def timeline_table_html(entries: Sequence[TimelineEntry], total: int, capacity: 
     rows = []
     for entry in reversed(entries):
         handlers = "<br>".join(
-            f"<span title='{html.escape(name, quote=True)}'>{seconds * 1e3:.3f} {html.escape(_short(name))}</span>"
+            f"<span title='{html.escape(name, quote=True)}'>{seconds * 1e3:.3f} {_breakable(_short(name))}</span>"
             for name, seconds in entry.handlers
         )
         rows.append(
             f"<tr class='nbengine-timeline-row'><td>{entry.seq}</td><td><code>{entry.event.lower()}</code></td>"
             f"<td>{entry.epoch}</td><td>{entry.iteration}</td>"
-            f"<td style='overflow-wrap:anywhere;line-height:1.2'>{handlers or '—'}</td>"
+            f"<td style='overflow-wrap:break-word;line-height:1.2;min-width:9em'>{handlers or '—'}</td>"
             f"<td>{entry.time:.4f}</td></tr>"
         )
     caption = (
@@ -79,6 +79,11 @@ def timeline_table_html(entries: Sequence[TimelineEntry], total: int, capacity: 
         + "".join(rows)
         + "</table>"
     )
+
+
+def _breakable(name: str) -> str:
+    """``name`` escaped, with a line-break opportunity after each dot: long names wrap at their parts."""
+    return "<wbr>".join(html.escape(part) for part in name.replace(".", ".\0").split("\0"))
 
 
 def _short(qualname: str) -> str:

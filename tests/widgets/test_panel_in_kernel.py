@@ -141,3 +141,50 @@ def test_a_failed_background_run_turns_the_status_red_and_wait_raises(kernel):
     view = kernel.widget_state[state_view]["value"]
     assert "ValueError: bad batch at iteration 25" in view and "Traceback (most recent call last)" in view
     kernel.execute("panel3.close()")
+
+
+def test_interrupt_kernel_pauses_a_background_run_started_from_the_panel(kernel):
+    kernel.execute(
+        """
+mlp = Mlp()
+panel = TrainingPanel(mlp.trainer, data=mlp.data, max_epochs=100_000)
+panel.start()
+wait_until(lambda: mlp.trainer.state.iteration > 20, what="20 iterations")
+""",
+        cell_id="cell-interrupt",
+    )
+    # ■ while no cell runs: the kernel's main thread gets SIGINT and the panel pauses its run.
+    kernel.manager.interrupt_kernel()
+    kernel.execute("wait_until(lambda: mlp.trainer.status == 'paused', timeout=30, what='the pause after ■')")
+    iteration = kernel.value("mlp.trainer.state.iteration")
+    kernel.execute("import time; time.sleep(1); panel.refresh()")
+    assert kernel.value("mlp.trainer.state.iteration") == iteration
+    assert "■ paused the run at" in kernel.value("panel.message.value")
+    # Resume continues; a cell that runs still gets its own KeyboardInterrupt from ■.
+    kernel.click(kernel.value("panel.buttons['resume'].comm.comm_id"))
+    kernel.execute("wait_until(lambda: mlp.trainer.state.iteration > %d, what='the resumed run')" % iteration)
+    kernel.execute("mlp.trainer.stop(); panel.close()")
+
+
+def test_output_of_step_epoch_goes_to_the_panels_cell_without_start(kernel):
+    cell_id, _ = kernel.execute(
+        """
+mlp = Mlp(batches=4)
+
+@mlp.trainer.on(Events.ITERATION_COMPLETED)
+def speak(engine):
+    print(f"step-epoch marker {engine.state.iteration} in {threading.current_thread().name}")
+
+panel = TrainingPanel(mlp.trainer, data=mlp.data, max_epochs=3)
+panel
+""",
+        cell_id="cell-step-epoch",
+    )
+    kernel.execute("pass", cell_id="another-cell")
+    kernel.click(kernel.value("panel.buttons['step_epoch'].comm.comm_id"))
+    printed = kernel.wait_for_message(
+        lambda m: m["msg_type"] == "stream" and "step-epoch marker 4 in nbengine-run" in m["content"]["text"],
+        what="the print of the last iteration of the epoch",
+    )
+    assert printed["parent_header"]["msg_id"] == cell_id
+    kernel.execute("panel.wait(30); panel.close()")
