@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from nbengine._checks import check_callable, check_positive_int
 from nbengine.engine import Engine, Events
 from nbengine.handlers._state_dicts import check_state_dict
 
@@ -79,10 +80,10 @@ class EarlyStopping:
         min_delta_mode: Literal["abs", "rel"] | None = None,
         cumulative_delta: bool | None = None,
     ) -> None:
-        if not callable(score_function):
-            raise TypeError("Argument score_function should be a function.")
-        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 1:
-            raise ValueError(f"Argument patience should be positive integer. Got {patience!r}")
+        check_callable(
+            "score_function", score_function, "fn(engine) -> float", prefix="Argument score_function should be a function"
+        )
+        patience = check_positive_int("patience", patience, prefix="Argument patience should be positive integer")
         if not isinstance(trainer, Engine):
             raise TypeError(f"Argument trainer should be an instance of Engine. Got {type(trainer).__name__}")
         if min_delta is not None:
@@ -101,7 +102,7 @@ class EarlyStopping:
         if mode not in ("min", "max"):
             raise ValueError(f"Argument mode should be either 'min' or 'max'. Got {mode!r}")
         self.score_function = score_function
-        self.patience = int(patience)
+        self.patience = patience
         self.threshold = threshold
         self.threshold_mode = threshold_mode
         self.cumulative = bool(cumulative)

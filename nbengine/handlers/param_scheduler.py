@@ -37,6 +37,7 @@ from torch.optim.lr_scheduler import LRScheduler as PyTorchLRScheduler
 from torch.utils.data import DataLoader
 from torch.utils.data.sampler import BatchSampler
 
+from nbengine._checks import check_callable
 from nbengine.engine import Engine, Events
 from nbengine.handlers._state_dicts import check_state_dict
 
@@ -128,12 +129,14 @@ class BaseParamScheduler(ABC):
             from matplotlib.figure import Figure
         except ImportError as error:
             raise ModuleNotFoundError(
-                "This method requires matplotlib to be installed. Please install it with command: \n pip install matplotlib"
+                "This method requires matplotlib to be installed. "
+                "Please install it with command: \n pip install matplotlib"
             ) from error
         values = cls.simulate_values(num_events=num_events, **scheduler_kwargs)
         figure = Figure()
         axes = figure.add_subplot()
-        axes.plot([row[0] for row in values], [row[1:] for row in values], label=scheduler_kwargs.get("param_name", "learning rate"))
+        label = scheduler_kwargs.get("param_name", "learning rate")
+        axes.plot([row[0] for row in values], [row[1:] for row in values], label=label)
         axes.legend()
         axes.grid(which="both")
         return figure
@@ -797,7 +800,8 @@ class ReduceLROnPlateauScheduler(ParamScheduler):
             min_lr = kwargs["min_lr"]
             if not isinstance(min_lr, float):
                 raise TypeError(f"When param_group_index is given, min_lr should be a float, but given {type(min_lr)}")
-            kwargs["min_lr"] = [min_lr if index == param_group_index else 0 for index in range(len(optimizer.param_groups))]
+            groups = range(len(optimizer.param_groups))
+            kwargs["min_lr"] = [min_lr if index == param_group_index else 0 for index in groups]
         if kwargs.pop("verbose", False):
             warnings.warn(
                 "Found verbose=True in provided scheduler_kwargs. It would be set to False. Please use save_history instead.",
@@ -866,8 +870,10 @@ class BatchSizeScheduler(BaseParamScheduler):
                 "Argument dataloader should have a BatchSampler, i.e. dataloader.batch_sampler should be an instance "
                 "of torch.utils.data.sampler.BatchSampler"
             )
-        if not callable(scheduler_fn):
-            raise TypeError(f"Argument scheduler_fn should be callable, but given {type(scheduler_fn)}")
+        check_callable(
+            "scheduler_fn", scheduler_fn, "fn(event_index) -> batch size",
+            prefix=f"Argument scheduler_fn should be callable, but given {type(scheduler_fn)}",
+        )
         self.dataloader = dataloader
         self.scheduler_fn = scheduler_fn
 

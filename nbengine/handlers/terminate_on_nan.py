@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from nbengine._checks import check_callable
 from nbengine.engine import Engine
 
 __all__ = ["TerminateOnNan"]
@@ -53,8 +54,7 @@ class TerminateOnNan:
     """
 
     def __init__(self, output_transform: Callable[[Any], Any] = lambda output: output) -> None:
-        if not callable(output_transform):
-            raise TypeError(f"Argument output_transform should be callable, got {output_transform!r}")
+        check_callable("output_transform", output_transform, "fn(output) -> what to check")
         self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         self._output_transform = output_transform
 

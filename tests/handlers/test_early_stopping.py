@@ -88,9 +88,10 @@ def test_deprecated_names_warn_and_win():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"patience": 0}, ValueError, r"^Argument patience should be positive integer\. Got 0$"),
+        ({"patience": 0}, ValueError, r"^Argument patience should be positive integer: patience should be a positive integer, got 0$"),
         ({"threshold": -1.0}, ValueError, r"^Argument threshold should not be a negative number\. Got -1\.0$"),
-        ({"score_function": 3}, TypeError, r"^Argument score_function should be a function\.$"),
+        ({"score_function": 3}, TypeError, r"^Argument score_function should be a function: score_function should be fn\(engine\) -> float, "
+         r"got 3 of type int$"),
         ({"trainer": "trainer"}, TypeError, r"^Argument trainer should be an instance of Engine\. Got str$"),
         ({"threshold_mode": "x"}, ValueError, r"^Argument threshold_mode should be either 'abs' or 'rel'\. Got 'x'$"),
         ({"mode": "x"}, ValueError, r"^Argument mode should be either 'min' or 'max'\. Got 'x'$"),
@@ -105,7 +106,8 @@ def test_bad_arguments_are_refused(kwargs, error, message):
 @pytest.mark.parametrize(
     "state, error, message",
     [
-        (None, TypeError, r"^Argument state_dict should be a dictionary, but given <class 'NoneType'>$"),
+        (None, TypeError, r"^Argument state_dict should be a dictionary, but given <class 'NoneType'>: state_dict should be a "
+         r"mapping, got NoneType$"),
         ({"counter": 1}, ValueError, r"^Required state attribute 'best_score' is absent in provided state_dict"),
     ],
 )

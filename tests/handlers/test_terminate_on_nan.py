@@ -55,5 +55,5 @@ def test_output_transform_picks_what_is_checked():
 
 
 def test_a_non_callable_output_transform_is_refused():
-    with pytest.raises(TypeError, match=r"^Argument output_transform should be callable, got 'loss'$"):
+    with pytest.raises(TypeError, match=r"^output_transform should be fn\(output\) -> what to check, got 'loss' of type str$"):
         TerminateOnNan(output_transform="loss")
