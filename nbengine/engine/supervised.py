@@ -110,7 +110,8 @@ def _check_accumulation(gradient_accumulation_steps: Any) -> None:
         or gradient_accumulation_steps < 1
     ):
         raise ValueError(
-            "Argument gradient_accumulation_steps should be an integer >= 1 (1 means no accumulation), "
+            "Gradient_accumulation_steps must be strictly positive. Argument gradient_accumulation_steps "
+            "should be an integer >= 1 (1 means no accumulation), "
             f"got {gradient_accumulation_steps!r}"
         )
 
@@ -340,6 +341,7 @@ def supervised_training_step_apex(
         from apex import amp as apex_amp
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
+            "Please install apex from https://github.com/nvidia/apex to use amp_mode='apex'. "
             "supervised_training_step_apex (amp_mode='apex') needs NVIDIA apex, and the package 'apex' is not "
             "installed: install it from https://github.com/NVIDIA/apex, or use amp_mode='amp' (torch.amp)"
         ) from error
@@ -378,6 +380,7 @@ def supervised_training_step_tpu(
         import torch_xla.core.xla_model as xm
     except ModuleNotFoundError as error:
         raise ModuleNotFoundError(
+            "torch_xla cannot be imported, please install PyTorch XLA. "
             "supervised_training_step_tpu (an 'xla' device) needs PyTorch/XLA, and the package 'torch_xla' is not "
             "installed: see https://github.com/pytorch/xla for installation"
         ) from error
@@ -511,7 +514,10 @@ def create_supervised_trainer(
         raise TypeError(f"Argument deterministic should be a bool, got {deterministic!r}")
     if scaler is not False and scaler is not None:
         if amp_mode != "amp":
-            raise ValueError(f"Argument scaler={scaler!r} needs amp_mode='amp', got amp_mode={amp_mode!r}")
+            raise ValueError(
+                f"scaler argument is {scaler}, but amp_mode is {amp_mode}. Consider using amp_mode='amp'. "
+                f"Argument scaler={scaler!r} needs amp_mode='amp', got amp_mode={amp_mode!r}"
+            )
         if scaler is not True and not all(callable(getattr(scaler, m, None)) for m in ("scale", "step", "update")):
             raise TypeError(f"Argument scaler should be a bool or a torch.amp.GradScaler, got {type(scaler).__name__}")
 
