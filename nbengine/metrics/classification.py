@@ -27,12 +27,12 @@ def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
     return tuple(tensor.shape)
 
 
-def _check_zeros_and_ones(label: str, tensor: torch.Tensor, role: str) -> None:
+def _check_zeros_and_ones(metric: Metric, tensor: torch.Tensor, role: str) -> None:
     if not torch.equal(tensor, tensor**2):
         found = torch.unique(tensor[(tensor != 0) & (tensor != 1)])[:5].tolist()
         raise ValueError(
-            f"{label}: For binary cases, {role} must be comprised of 0's and 1's. {role} of shape {_shape(tensor)} "
-            f"holds other values (e.g. {found}); threshold probabilities in output_transform"
+            f"{metric._label()}: For binary cases, {role} must be comprised of 0's and 1's. {role} of shape "
+            f"{_shape(tensor)} holds other values (e.g. {found}); threshold probabilities in output_transform"
         )
 
 
@@ -59,10 +59,9 @@ class ClassificationMetric(Metric):
 
     def _check_shape(self, output: Sequence[torch.Tensor]) -> None:
         y_pred, y = self._unpack(output)
-        label = self._label()
         if y.ndim not in (y_pred.ndim, y_pred.ndim - 1):
             raise ValueError(
-                f"{label}: y must have shape of (batch_size, ...) and y_pred must have shape of "
+                f"{self._label()}: y must have shape of (batch_size, ...) and y_pred must have shape of "
                 f"(batch_size, num_categories, ...) or (batch_size, ...), but given {y.shape} vs {y_pred.shape}."
             )
         y_pred_shape = _shape(y_pred)
@@ -70,51 +69,49 @@ class ClassificationMetric(Metric):
             y_pred_shape = (y_pred_shape[0],) + y_pred_shape[2:]
         if _shape(y) != y_pred_shape:
             raise ValueError(
-                f"{label}: y and y_pred must have compatible shapes. y_pred has shape {_shape(y_pred)} and y has "
+                f"{self._label()}: y and y_pred must have compatible shapes. y_pred has shape {_shape(y_pred)} and y has "
                 f"shape {_shape(y)}; expected y of shape {y_pred_shape}"
             )
         if self._is_multilabel and not (y.shape == y_pred.shape and y.ndim > 1 and y.shape[1] > 1):
             raise ValueError(
-                f"{label}: y and y_pred must have same shape of (batch_size, num_categories, ...) and "
+                f"{self._label()}: y and y_pred must have same shape of (batch_size, num_categories, ...) and "
                 f"num_categories > 1. Given multilabel y_pred {_shape(y_pred)} and y {_shape(y)}"
             )
 
     def _check_type(self, output: Sequence[torch.Tensor]) -> None:
         y_pred, y = self._unpack(output)
-        label = self._label()
         if y.ndim + 1 == y_pred.ndim:
             num_classes = y_pred.shape[1]
             if num_classes == 1:
                 update_type = "binary"
-                _check_zeros_and_ones(label, y, "y")
-                _check_zeros_and_ones(label, y_pred, "y_pred")
+                _check_zeros_and_ones(self, y, "y")
+                _check_zeros_and_ones(self, y_pred, "y_pred")
             else:
                 update_type = "multiclass"
         elif y.ndim == y_pred.ndim:
-            _check_zeros_and_ones(label, y, "y")
-            _check_zeros_and_ones(label, y_pred, "y_pred")
+            _check_zeros_and_ones(self, y, "y")
+            _check_zeros_and_ones(self, y_pred, "y_pred")
             if self._is_multilabel:
                 update_type, num_classes = "multilabel", y_pred.shape[1]
             else:
                 update_type, num_classes = "binary", 1
         else:
             raise RuntimeError(
-                f"{label}: Invalid shapes of y (shape={y.shape}) and y_pred (shape={y_pred.shape}), check "
+                f"{self._label()}: Invalid shapes of y (shape={y.shape}) and y_pred (shape={y_pred.shape}), check "
                 "documentation. for expected shapes of y and y_pred."
             )
         if self._type is None:
             self._type, self._num_classes = update_type, num_classes
             return
-        shapes = f"y_pred {_shape(y_pred)}, y {_shape(y)}"
         if self._type != update_type:
             raise RuntimeError(
-                f"{label}: Input data type has changed from {self._type} to {update_type} ({shapes}); expected "
-                "the same case until the next reset"
+                f"{self._label()}: Input data type has changed from {self._type} to {update_type} "
+                f"(y_pred {_shape(y_pred)}, y {_shape(y)}); expected the same case until the next reset"
             )
         if self._num_classes != num_classes:
             raise ValueError(
-                f"{label}: Input data number of classes has changed from {self._num_classes} to {num_classes} "
-                f"({shapes}); expected the same number until the next reset"
+                f"{self._label()}: Input data number of classes has changed from {self._num_classes} to {num_classes} "
+                f"(y_pred {_shape(y_pred)}, y {_shape(y)}); expected the same number until the next reset"
             )
 
     def _unpack(self, output: Any) -> tuple[torch.Tensor, torch.Tensor]:
