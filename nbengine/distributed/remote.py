@@ -85,6 +85,11 @@ class RankReport:
         self._metric_values: dict[str, float] = {}
         self._events: deque = deque(maxlen=RECENT_EVENTS)
         self._started = time.monotonic()
+        if self.rank == 0:
+            # What the job can do on request: a controller refuses the others before they reach the ranks.
+            self._keys.set("report/abilities", json.dumps({
+                "save": getattr(control, "checkpoint", None) is not None,
+                "replay": getattr(control, "replay_handler", None) is not None}))
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._at_iteration)
         self.engine.add_status_hook(lambda engine, status: self.publish(status))
         if self.rank == 0 and events:
@@ -191,6 +196,7 @@ class RemoteRun:
 
     def save(self) -> int:
         """Every rank runs the job's checkpoint at the same boundary (rank 0 writes the file)."""
+        self._require("save", "checkpoint=")
         return self._post("save")
 
     def replay(self, epoch: int) -> int:
@@ -198,7 +204,20 @@ class RemoteRun:
         holds every rank's report."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
             raise ValueError(f"Argument epoch should be a positive integer, but given {epoch!r}")
+        self._require("replay", "replay=EpochReplay(...)")
         return self._post("replay", epoch=epoch)
+
+    def abilities(self, timeout: float = 30.0) -> dict[str, bool]:
+        """Which requests beyond the engine's own the job can serve (``save``, ``replay``), as rank 0's
+        ``RankReport`` published them; waits up to ``timeout`` seconds for it."""
+        with self._lock:
+            self._keys.wait(["report/abilities"], timedelta(seconds=timeout))
+            return json.loads(self._keys.get("report/abilities"))
+
+    def _require(self, kind: str, argument: str) -> None:
+        # A request the ranks cannot serve would make every rank fail: refuse it here instead.
+        if not self.abilities().get(kind, False):
+            raise RuntimeError(f"this job cannot {kind}: its DistributedControl was made without {argument}")
 
     def result(self, number: int, timeout: float = 300.0) -> Any:
         """What request ``number`` produced (a replay: every rank's summary, by rank), waiting up to

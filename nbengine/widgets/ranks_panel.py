@@ -85,6 +85,7 @@ class RanksPanel:
         self._ranks: list[dict | None] = [None] * self.run.world_size
         self._last_request = ""
         self._pending_replay: int | None = None
+        self._abilities: dict[str, bool] | None = None
         self.replay_epoch = widgets.BoundedIntText(value=1, min=1, max=10**9, description="epoch",
                                                    layout=widgets.Layout(width="140px"))
         self.replay_report = widgets.HTML()
@@ -170,6 +171,12 @@ class RanksPanel:
         for label, button in self.buttons.items():
             if label != "Load":
                 button.disabled = done
+        if self._abilities is None and None not in ranks:
+            self._abilities = self.run.abilities()
+        for label, kind, argument in (("Save", "save", "checkpoint="), ("Replay", "replay", "replay=EpochReplay(...)")):
+            if self._abilities is not None and not self._abilities.get(kind, False):
+                self.buttons[label].disabled = True
+                self.buttons[label].tooltip = f"this job's DistributedControl was made without {argument}"
         if done:
             self.status.value = self._status_html("the job has ended")
         else:

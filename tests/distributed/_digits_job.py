@@ -29,7 +29,7 @@ def train(local_rank: int, out: str, max_epochs: int) -> dict:
     from nbengine.distributed import DistributedControl, RankStates
     from nbengine.distributed.remote import RankReport
     from nbengine.engine import DeterministicEngine
-    from nbengine.handlers import Checkpoint, DiskSaver
+    from nbengine.handlers import Checkpoint, DiskSaver, EpochReplay
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
@@ -49,7 +49,8 @@ def train(local_rank: int, out: str, max_epochs: int) -> dict:
     trainer = DeterministicEngine(update, seed=7)
     to_save = {"model": model, "optimizer": optimizer, "trainer": RankStates(trainer)}
     checkpoint = Checkpoint(to_save, DiskSaver(Path(out) / "checkpoints", require_empty=False), n_saved=None)
-    control = DistributedControl(trainer, checkpoint=checkpoint)
+    control = DistributedControl(trainer, checkpoint=checkpoint,
+                                 replay=EpochReplay(trainer, {"model": model, "optimizer": optimizer}))
     RankReport(control)
     control.run(loader, max_epochs=max_epochs)
     weights = {name: value.clone() for name, value in model.state_dict().items()}

@@ -109,6 +109,13 @@ def test_bad_step_requests_are_refused_before_they_reach_the_log(arguments, mess
     assert remote.log.count() == 0
 
 
+def test_save_and_replay_are_refused_when_the_job_cannot_serve_them(rank):
+    remote, _, _ = rank
+    assert remote.abilities() == {"save": True, "replay": False}
+    with pytest.raises(RuntimeError, match=r"this job cannot replay: its DistributedControl was made without replay="):
+        remote.replay(1)
+
+
 def test_the_state_table_shows_each_rank_and_the_ones_not_reported_yet():
     table = ranks_table_html([{"status": "paused", "epoch": 2, "iteration": 37}, None])
     assert "<th>rank 0</th>" in table and "<th>rank 1</th>" in table
