@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 import warnings
-from collections import OrderedDict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
@@ -341,6 +341,14 @@ class Engine:
     def _dataloader_iter(self) -> Iterator | None:
         # ignite's name for the open data iterator; its tests read it.
         return self._data_iter
+
+    @property
+    def _event_handlers(self) -> defaultdict:
+        # ignite's handler table, as a read-only copy: event name -> [(handler, args, kwargs)].
+        table: defaultdict = defaultdict(list)
+        for key, entries in self._handlers.items():
+            table[key] = [(entry[0], entry[3][1], entry[3][2]) for entry in entries]
+        return table
 
     @property
     def _internal_run_generator(self) -> Iterator | None:
@@ -979,6 +987,19 @@ class Engine:
             self._init_iter = None
         self._data_restarted = False
         self._gen = self._run_as_generator()
+
+    # ignite's helpers that validate and set a new limit on the state; its tests call them.
+    def _check_and_set_max_epochs(self, max_epochs: int | None = None) -> None:
+        if max_epochs is not None:
+            check_optional_positive_int("max_epochs", max_epochs, "Argument max_epochs is invalid")
+            self._check_limit_reached("max_epochs", max_epochs, "epoch", self.state.epoch)
+            self.state.max_epochs = max_epochs
+
+    def _check_and_set_max_iters(self, max_iters: int | None = None) -> None:
+        if max_iters is not None:
+            check_optional_positive_int("max_iters", max_iters, "Argument max_iters is invalid")
+            self._check_limit_reached("max_iters", max_iters, "iteration", self.state.iteration)
+            self.state.max_iters = max_iters
 
     @staticmethod
     def _check_limit_reached(name: str, value: int, progress_name: str, progress: int) -> None:
