@@ -36,5 +36,6 @@ def check_callable_takes(fn: Callable, argument: str, arg_names: Sequence[str], 
     """Refuse ``fn`` when it cannot be called with ``sample_args`` (named ``arg_names`` in the message)."""
     if can_bind(fn, sample_args, {}) is False:
         raise ValueError(
-            f"{argument} {describe_callable(fn)} cannot be called with ({', '.join(arg_names)})"
+            f"Error adding {fn} '{argument}': takes parameters {_signature_text(fn)} but will be called with "
+            f"({', '.join(arg_names)}): {argument} {describe_callable(fn)} cannot be called with ({', '.join(arg_names)})"
         )

@@ -158,14 +158,26 @@ class CallableEventWithFilter:
         if once is not None:
             counts = [once] if not isinstance(once, Sequence) or isinstance(once, str) else list(once)
             if not counts or not all(_is_positive_int(c) for c in counts):
-                raise ValueError(f"once should be a positive integer or a non-empty list of them, got {once!r}")
+                raise ValueError(
+                    "Argument once should either be a positive integer or a list of positive integers, got "
+                    f"{once!r}: once should be a positive integer or a non-empty list of them, got {once!r}"
+                )
             return CallableEventWithFilter(self.value, OnceFilter(counts), self.name)
         if every is not None and not _is_positive_int(every):
-            raise ValueError(f"every should be an integer greater than zero, got {every!r}")
+            raise ValueError(
+                f"Argument every should be integer and greater than zero: every should be an integer greater than "
+                f"zero, got {every!r}"
+            )
         if before is not None and not _is_non_negative_int(before):
-            raise ValueError(f"before should be an integer greater than or equal to zero, got {before!r}")
+            raise ValueError(
+                "Argument before should be integer and greater or equal to zero: before should be an integer "
+                f"greater than or equal to zero, got {before!r}"
+            )
         if after is not None and not _is_non_negative_int(after):
-            raise ValueError(f"after should be an integer greater than or equal to zero, got {after!r}")
+            raise ValueError(
+                "Argument after should be integer and greater or equal to zero: after should be an integer "
+                f"greater than or equal to zero, got {after!r}"
+            )
         if before is None and after is None:
             # every=1 passes everything: keep the event unfiltered so it costs nothing.
             return CallableEventWithFilter(self.value, None if every == 1 else EveryFilter(every), self.name)
