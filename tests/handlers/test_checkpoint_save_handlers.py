@@ -11,7 +11,7 @@ from torch import nn
 
 import nbengine.handlers.checkpoint_saver
 from nbengine.engine import Engine, Events
-from nbengine.handlers import BaseSaveHandler, Checkpoint, DiskSaver, EarlyStopping, load_checkpoint
+from nbengine.handlers import BaseSaveHandler, Checkpoint, DiskSaver, EarlyStopping, ModelCheckpoint, load_checkpoint
 
 
 def test_doctests():
@@ -200,3 +200,19 @@ def test_early_stopping_in_to_save_resumes_its_counter(tmp_path):
     assert (resumed.counter, resumed.best_score) == (1, 0.5)
     state = resumed_trainer.run([0], max_epochs=10)
     assert (state.epoch, resumed.counter) == (4, 3)
+
+
+def test_model_checkpoint_on_exception_raised_saves_the_objects_it_was_attached_with(tmp_path):
+    def update(engine, batch):
+        if engine.state.iteration == 2:
+            raise RuntimeError("training crash")
+
+    model = nn.Linear(1, 1)
+    trainer = Engine(update)
+    handler = ModelCheckpoint(tmp_path, "crash")
+    trainer.add_event_handler(Events.EXCEPTION_RAISED, handler, {"model": model})
+    assert str(run_to_failure(trainer, [0, 0, 0], RuntimeError)) == "training crash"
+    assert handler.last_checkpoint == tmp_path / "crash_model_2.pt"
+    assert torch.equal(load_checkpoint(handler.last_checkpoint)["weight"], model.weight)
+    with pytest.raises(TypeError, match=r"^ModelCheckpoint is called as handler\(engine, to_save\)"):
+        handler(trainer)
