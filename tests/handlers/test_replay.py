@@ -311,6 +311,7 @@ def test_continue_from_a_changed_replay_follows_the_change():
 
 def test_a_new_run_forgets_the_snapshots_of_the_previous_one():
     setup = reference_run()
+    setup.trainer.state.max_epochs = None  # ignite's way to start a finished engine over
     setup.trainer.run(setup.loader, max_epochs=1)
     assert setup.replay.epochs == [1]
 
@@ -509,10 +510,12 @@ def test_a_thread_that_draws_from_the_training_generator_is_named_by_the_replay(
 
     def other_thread():
         go.wait(60)
-        torch.rand(1)  # from the training's generator, between two iterations of epoch 2
+        torch.rand(1)  # from the training's generator, after iteration 9's batch was fetched
         drawn.set()
 
-    @setup.trainer.on(Events.ITERATION_COMPLETED(once=7))
+    # After the fetch: before it, the per-batch seeding of the data would wipe the draw out. (GET_BATCH
+    # events count by state.iteration, as in ignite: once=8 is the fetch of iteration 9.)
+    @setup.trainer.on(Events.GET_BATCH_COMPLETED(once=8))
     def let_it_draw(engine):
         go.set()
         assert drawn.wait(60)
@@ -524,6 +527,6 @@ def test_a_thread_that_draws_from_the_training_generator_is_named_by_the_replay(
     assert setup.replay.history.watch_generators
     report = setup.replay.replay_epoch(2)
     assert not report.reproduced
-    assert report.notes == ((8, "outside"),)
-    assert str(report).endswith("; the recorded run disturbed from outside at iteration 8")
+    assert report.notes == ((9, "outside"),)
+    assert str(report).endswith("; the recorded run disturbed from outside at iteration 9")
     assert setup.replay.replay_epoch(1).reproduced
