@@ -234,10 +234,9 @@ class TrainingPanel:
         outputs = 100_000 if self.history is None else 1
         self.timeline = EventTimeline(capacity=timeline_capacity, outputs=outputs).attach(trainer)
         self.loss_source = LossSource(trainer, self.timeline, evaluator, history=self.history)
-        # (epoch, iteration) at the last EPOCH_STARTED: where in its epoch the run stands, also
-        # after terminate_epoch() or a run started again.
+        # (epoch, iteration) at the last EPOCH_STARTED, read from the timeline once per epoch: where
+        # in its epoch the run stands, also after terminate_epoch() or a run started again.
         self._epoch_started_at: tuple[int, int] | None = None
-        self._epoch_handle = trainer.add_event_handler(Events.EPOCH_STARTED, self._note_epoch_start)
         self._build_widgets()
 
         self._session = KernelSession()
@@ -463,7 +462,6 @@ class TrainingPanel:
         self._renderer.close()
         self.timeline.detach()
         self.loss_source.detach()
-        self._epoch_handle.remove()
         if unregister:
             registry = self._session.registry()
             if registry is not None and self.key is not None and registry.get(self.key) is self:
@@ -711,6 +709,7 @@ class TrainingPanel:
         to_load = self.checkpoint.to_save
         self.trainer.call_at_boundary(lambda: loader(to_load=to_load, checkpoint=path)).result()
         self._loaded_at = self.trainer.state.iteration
+        self._epoch_started_at = None
         self._shelf.select(path)
         self._listing_dirty = True
         self._show_message(f"Loaded {path}: paused at {self._position()}; Resume or Step continues from there.", colour="#1565c0")
@@ -724,8 +723,12 @@ class TrainingPanel:
         self._wake.set()
         return True
 
-    def _note_epoch_start(self, engine: Engine) -> None:
-        self._epoch_started_at = (engine.state.epoch, engine.state.iteration)
+    def _epoch_start(self) -> tuple[int, int] | None:
+        epoch = self.trainer.state.epoch
+        if self._epoch_started_at is None or self._epoch_started_at[0] != epoch:
+            found = self.timeline.snapshot(events=["EPOCH_STARTED"], last=1)
+            self._epoch_started_at = (found[0].epoch, found[0].iteration) if found else None
+        return self._epoch_started_at
 
     def _control_help(self, name: str, status: str) -> str:
         """The tooltip of an enabled control: what it will do now."""
@@ -882,7 +885,7 @@ class TrainingPanel:
             self.trainer,
             last_output=self.loss_source.last_output,
             status=self._shown_status(),
-            epoch_started_at=self._epoch_started_at,
+            epoch_started_at=self._epoch_start(),
             evaluator=self.evaluator,
             optimizer=self.optimizer,
         )

@@ -259,3 +259,29 @@ def test_control_rule_table(status, can_start, expected_enabled):
 def test_control_rule_table_refuses_an_unknown_status():
     with pytest.raises(ValueError, match=r"status should be one of .* got 'sleeping'"):
         control_reasons("sleeping", can_start=True)
+
+
+def test_iteration_in_the_epoch_is_right_after_terminate_epoch_and_after_stop_then_run(make_panel):
+    mlp = Mlp(batches=10)
+
+    @mlp.trainer.on(Events.ITERATION_COMPLETED)
+    def cut_the_first_epoch_short(engine):
+        if engine.state.epoch == 1 and engine.state.iteration == 4:
+            engine.terminate_epoch()
+
+    panel = make_panel(mlp.trainer, data=mlp.data, max_epochs=5)
+    panel.buttons["step_epoch"].click()
+    panel.wait(30)
+    for _ in range(3):
+        panel.buttons["step"].click()
+    # Epoch 2 began at iteration 4, after the first epoch was cut short: 3 iterations into it.
+    assert mlp.trainer.state.epoch == 2 and mlp.trainer.state.iteration == 7
+    assert "<span class='nbengine-iteration-in-epoch'>3 / 10</span>" in panel.state_view.value
+    panel.buttons["stop"].click()
+    panel.wait(30)
+    # A stopped run continues, as in ignite, with the next epoch: epoch 3 begins at iteration 7.
+    panel.buttons["step"].click()
+    panel.refresh()
+    assert (mlp.trainer.state.epoch, mlp.trainer.state.iteration) == (3, 8)
+    assert "<span class='nbengine-iteration-in-epoch'>1 / 10</span>" in panel.state_view.value
+    assert not panel.errors
