@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from benchmarks.harness import interleave, quiet_single_thread
+from harness import interleave, quiet_single_thread
 
 CALLS = 500
 
