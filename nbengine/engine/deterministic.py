@@ -22,7 +22,10 @@ What else is made deterministic, and how:
 - ``state_dict()`` holds the seed, the global RNG states as plain types, the torch thread count and
   the data length. A checkpoint taken mid-epoch restores the RNG states after the data is reopened,
   so the next process-function call draws what it drew in the uninterrupted run.
-- DataLoader workers get their base seed from a generator seeded from ``(seed, pass)``.
+- Before each batch of a map-style DataLoader is built (in a worker or in this process), the global
+  generators are seeded from ``(seed, pass, batch number)`` (``nbengine.engine.sample_seeding``), so
+  random augmentation in ``__getitem__`` does not depend on the worker, the number of workers or the
+  point of resume. DataLoader workers get their base seed from a generator seeded from ``(seed, pass)``.
 - For its own run only (entered around every stretch of driving and restored after), the engine
   sets ``torch.backends.cudnn.deterministic = True`` and ``benchmark = False`` and runs with the
   torch thread count the run started with (or the checkpoint recorded): CPU results are bit-exact
@@ -38,8 +41,8 @@ Which data gets what:
 - Sequences and tensors are skipped into without fetching anything.
 - Other iterables (generators, ``IterableDataset`` loaders) are reproduced at epoch granularity
   when one epoch is one pass; a mid-epoch resume has to fetch and drop the consumed batches.
-  Randomness inside DataLoader workers is reproduced per pass, not mid-epoch, unless the dataset
-  derives it from the sample index.
+  Randomness inside the workers of such loaders is reproduced per pass, not mid-epoch, unless the
+  dataset derives it from the sample index.
 
 >>> import torch
 >>> from torch.utils.data import DataLoader
