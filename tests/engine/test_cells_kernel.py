@@ -12,7 +12,7 @@ from tests.widgets._kernel import Kernel
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 SETUP = """
 import time

@@ -18,7 +18,7 @@ CHILD = Path(__file__).with_name("_workers_child.py")
 REPO = CHILD.parents[2]
 SAVE_AT = 20  # epoch 2 of 3, 5 iterations into it (15 per epoch)
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 
 def _run(*args: str) -> None:
