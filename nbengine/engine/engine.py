@@ -934,6 +934,9 @@ class Engine:
         if state.max_iters is not None and max_iters is not None:
             self._check_limit_reached("max_iters", max_iters, "iteration", state.iteration)
             state.max_iters = max_iters
+        if self._gen is not None and state.max_epochs is None and state.max_iters is None:
+            # ignite: `state.max_epochs = None` before run() restarts, a paused (interrupted) run too.
+            self._discard_suspended_run()
         if not self._fresh_state_needed():
             if epoch_length is not None and state.epoch_length is not None and epoch_length != state.epoch_length:
                 raise ValueError(
