@@ -15,10 +15,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
 import torch.distributed as dist
+
+_POLL_SECONDS = 0.02
 
 __all__ = ["COMMAND_KINDS", "CommandLog"]
 
@@ -80,10 +83,14 @@ class CommandLog:
 
     def wait_for(self, seq: int, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for request ``seq`` to be written; True when it is."""
-        try:
-            self._op("wait", [f"cmd/{seq}"], timedelta(seconds=timeout))
-        except dist.DistStoreError:
-            return False
+        # Polled with `check`: a store `wait` that times out logs a c10d warning each time, and a
+        # paused job waits in short slices for as long as it stays paused (into the notebook cell).
+        deadline = time.monotonic() + timeout
+        while not self._op("check", [f"cmd/{seq}"]):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(_POLL_SECONDS, left))
         return True
 
     def read(self, seq: int) -> dict:
