@@ -684,6 +684,8 @@ class Engine:
         state.times[Events.EPOCH_COMPLETED.name] = 0.0
         state.times[Events.COMPLETED.name] = 0.0
         self._clock_run = time.perf_counter()
+        limit = ("max_iters", state.max_iters) if state.max_iters is not None else ("max_epochs", state.max_epochs)
+        self.logger.info("Engine run starting with %s=%s.", *limit)
         try:
             try:
                 yield from self._boundary(_STARTED)

@@ -14,6 +14,8 @@ def to_onehot(indices: torch.Tensor, num_classes: int) -> torch.Tensor:
     >>> to_onehot(torch.tensor([0, 2]), 3).tolist()
     [[1, 0, 0], [0, 0, 1]]
     """
-    shape = (indices.shape[0], num_classes) + tuple(indices.shape[1:])
+    # A list, not a tuple: the function stays compilable by torch.jit.script, as ignite's is.
+    shape = list(indices.shape)
+    shape.insert(1, num_classes)
     onehot = torch.zeros(shape, dtype=torch.uint8, device=indices.device)
     return onehot.scatter_(1, indices.unsqueeze(1), 1)
