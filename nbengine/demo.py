@@ -24,6 +24,7 @@ import io
 import os
 import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -403,6 +404,10 @@ def _loss_png(training: _Training, report: ReplayReport, pause_iteration: int, e
     return _png(figure)
 
 
+# The text rows of the timeline figure: characters that fit its width in 7.5 pt monospace, and where
+# the handlers column starts (after "#, epoch, iter, event").
+_TEXT_COLUMNS = 150
+_HANDLERS_COLUMN = 44
 _OBJECT_REPR = re.compile(r"<(?:[\w.]+\.)?(\w+) object at 0x[0-9a-fA-F]+>")
 
 # The rows of the timeline plot, top to bottom; other events go to an "other" row.
@@ -446,7 +451,8 @@ def _timeline_png(timeline: EventTimeline, pause_iteration: int) -> bytes:
     whole.invert_yaxis()
     whole.set_xlabel("seconds since the timeline was attached", fontsize=8)
     whole.set_title("every event the trainer fired", fontsize=10, loc="left")
-    whole.legend(loc="lower right", fontsize=7, framealpha=0.85)
+    # Above the axes, beside the title: inside them it hid the last events of the bottom rows.
+    whole.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=7, frameon=False)
     whole.grid(True, axis="x", alpha=0.3)
 
     # Around the pause: the events one per line, with the handlers that ran for each and their time.
@@ -460,8 +466,11 @@ def _timeline_png(timeline: EventTimeline, pause_iteration: int) -> bytes:
     colours = ["black"]
     for entry in window:
         ran = ", ".join(f"{_handler_label(name)} ({seconds * 1e6:.0f})" for name, seconds in entry.handlers) or "-"
-        lines.append(f"{entry.seq:>5}  {entry.epoch:>5}  {entry.iteration:>4}  {entry.event:<22}  {ran}")
-        colours.append("#08519c" if entry.handlers else "#555555")
+        line = f"{entry.seq:>5}  {entry.epoch:>5}  {entry.iteration:>4}  {entry.event:<22}  {ran}"
+        # Long handler lists wrap under the handlers column instead of running off the right edge.
+        for piece in textwrap.wrap(line, width=_TEXT_COLUMNS, subsequent_indent=" " * _HANDLERS_COLUMN):
+            lines.append(piece)
+            colours.append("#08519c" if entry.handlers else "#555555")
         if entry.seq == pause_seq:
             lines.append("       -- paused here: the model inspected, a checkpoint saved, then resumed --")
             colours.append("#d94801")
