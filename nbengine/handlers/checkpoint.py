@@ -782,15 +782,12 @@ class ModelCheckpoint(Checkpoint):
                 f"to_save has the key 'checkpointer', which include_self=True reserves; got keys {list(to_save)}"
             )
 
-    def __call__(self, engine: Engine, *event_args: Any) -> None:
+    def __call__(self, engine: Engine, to_save: Mapping, *exception_then_to_save: Any) -> None:
         """Save ``to_save``, the last argument: ``handler(engine, to_save)``, or on ``EXCEPTION_RAISED``
-        ``handler(engine, exception, to_save)``."""
-        if not event_args:
-            raise TypeError(
-                "ModelCheckpoint is called as handler(engine, to_save): attach it with the objects to save as the "
-                "handler's argument, e.g. add_event_handler(Events.EPOCH_COMPLETED, handler, {'model': model})"
-            )
-        to_save = event_args[-1]
+        ``handler(engine, exception, to_save)``. ``to_save`` is required, so attaching the handler
+        without it is refused at attach time, as in ignite."""
+        if exception_then_to_save:
+            to_save = exception_then_to_save[-1]
         self._check_to_save(to_save)
         self.to_save = to_save
         self._save(engine)

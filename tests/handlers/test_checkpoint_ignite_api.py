@@ -672,7 +672,8 @@ def step_for(event):
         (
             lambda d: Engine(lambda engine, batch: None).add_event_handler(Events.COMPLETED, ModelCheckpoint(d)),
             ValueError,
-            r"^handler ModelCheckpoint\(engine: 'Engine', to_save: 'Mapping'\) -> 'None' for COMPLETED cannot be "
+            r"^handler ModelCheckpoint\(engine: 'Engine', to_save: 'Mapping', \*exception_then_to_save: 'Any'\) -> "
+            r"'None' for COMPLETED cannot be "
             r"called with \(engine\) nor with \(\)$",
         ),
         (
