@@ -273,13 +273,13 @@ def test_03_replay_epoch(tmp_path):
         assert len(images) == 1
 
     replay_rng = stdout_of(tagged(notebook, "replay-rng")).splitlines()
-    # Epoch 7 is iterations 271-315; the handler first draws at 280, so 281 is the first to differ.
+    # Epoch 7 is iterations 271-315; the handler first draws as iteration 280 starts, after its fetch.
     assert re.fullmatch(
         r"epoch 7 replayed: 45 iterations, 45 compared; batches identical; outputs differ \(max \|diff\| 0\.\d+\); "
-        r"first divergence at iteration 281",
+        r"first divergence at iteration 280",
         replay_rng[0],
     )
-    assert replay_rng[1] == "handlers skipped by the replay: ('peek_at_a_random_image on ITERATION_COMPLETED',)"
+    assert replay_rng[1] == "handlers skipped by the replay: ('peek_at_a_random_image on ITERATION_STARTED',)"
     assert stdout_of(tagged(notebook, "replay-fixed")) == f"epoch 8 replayed: {reproduced}\n"
 
     checkpoints = sorted(path.name for path in (tmp_path / "checkpoints" / "replay").iterdir())
