@@ -145,10 +145,12 @@ class CellGuard:
         if iteration is None:
             # Iterations are counted at ITERATION_STARTED: from any other boundary, the next one is affected.
             iteration = state.iteration if self._engine.last_event is Events.ITERATION_STARTED else state.iteration + 1
+        # The epoch of that iteration: parked at STARTED or EPOCH_COMPLETED, the next one is in the next epoch.
+        epoch = (iteration - 1) // state.epoch_length + 1 if state.epoch_length else state.epoch
         notes = getattr(state, "rng_notes", None)
         if notes is None:
             notes = state.rng_notes = []
-        notes.append((state.epoch, iteration, "cell"))
+        notes.append((epoch, iteration, "cell"))
 
     # ------------------------------------------------------------------ user side
 
