@@ -18,6 +18,7 @@ from __future__ import annotations
 import numbers
 import os
 import string
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
@@ -100,13 +101,34 @@ def _check_nested(obj: Any, where: str, method: str) -> None:
         raise TypeError(f"Object {type(obj)} should have `{method}` method: {where} is {obj!r}")
 
 
-def _state_dicts(obj: Any) -> Any:
-    """The ``state_dict`` of ``obj``, or the same dict/list structure of its items' ``state_dict``s."""
-    if hasattr(_unwrap(obj), "state_dict"):
-        return _unwrap(obj).state_dict()
+def _state_dicts(obj: Any, save_on_rank: int = 0) -> Any:
+    """The ``state_dict`` of ``obj``, or the same dict/list structure of its items' ``state_dict``s.
+
+    A ``ZeroRedundancyOptimizer`` holds a shard of the optimizer state on each rank: it is consolidated
+    on ``save_on_rank`` (a collective, so every rank calls it) and left empty on the other ranks, which
+    do not write the file."""
+    obj = _unwrap(obj)
+    if _is_zero_optimizer(obj):
+        obj.consolidate_state_dict(to=save_on_rank)
+        return obj.state_dict() if torch.distributed.get_rank() == save_on_rank else {}
+    if hasattr(obj, "state_dict"):
+        return obj.state_dict()
     if isinstance(obj, Mapping):
-        return {key: _state_dicts(item) for key, item in obj.items()}
-    return [_state_dicts(item) for item in obj]
+        return {key: _state_dicts(item, save_on_rank) for key, item in obj.items()}
+    return [_state_dicts(item, save_on_rank) for item in obj]
+
+
+def _is_zero_optimizer(obj: Any) -> bool:
+    """A ``torch.distributed.optim.ZeroRedundancyOptimizer`` in a live process group (looked up, never
+    imported: only a job that made one has the module loaded)."""
+    zero = sys.modules.get("torch.distributed.optim.zero_redundancy_optimizer")
+    zero_class = getattr(zero, "ZeroRedundancyOptimizer", None)
+    return zero_class is not None and isinstance(obj, zero_class) and torch.distributed.is_initialized()
+
+
+def _check_save_on_rank(save_on_rank: Any) -> None:
+    if not isinstance(save_on_rank, numbers.Integral) or isinstance(save_on_rank, bool) or save_on_rank < 0:
+        raise ValueError(f"save_on_rank should be a non-negative int (a rank of the job), got {save_on_rank!r}")
 
 
 def _load_nested(obj: Any, state: Any, strict: bool, where: str) -> None:
@@ -163,6 +185,11 @@ class Checkpoint:
         include_self: also save this handler's own ``state_dict`` under the key ``"checkpointer"``.
         greater_or_equal: replace the worst kept checkpoint on an equal score too, not only on a
             higher one.
+        save_on_rank: in a ``torch.distributed`` job, the rank whose :class:`DiskSaver` writes and removes
+            the files when ``save_handler`` is a folder (0 by default, as in ignite). The handler itself
+            runs on every rank, so that every rank keeps the same list of checkpoints and objects whose
+            ``state_dict`` is a collective (``RankStates``, ``ZeroRedundancyOptimizer``) are gathered;
+            only that rank touches the disk.
 
     The file holds one dict of ``state_dict``s keyed like ``to_save`` (just the one ``state_dict``
     when ``to_save`` has a single entry) and is named ``{filename_prefix}_{name}_{suffix}.pt``,
@@ -229,8 +256,10 @@ class Checkpoint:
         filename_pattern: str | None = None,
         include_self: bool = False,
         greater_or_equal: bool = False,
+        save_on_rank: int = 0,
     ) -> None:
         _check_objects(to_save, "to_save", "state_dict")
+        _check_save_on_rank(save_on_rank)
         if include_self and "checkpointer" in to_save:
             raise ValueError(
                 f"Cannot have key 'checkpointer' if `include_self` is True: to_save has keys {list(to_save)}"
@@ -262,7 +291,8 @@ class Checkpoint:
             if not isinstance(value, bool):
                 raise TypeError(f"{name} should be True or False, got {value!r}")
         if isinstance(save_handler, (str, os.PathLike)):
-            save_handler = DiskSaver(save_handler, create_dir=True)
+            save_handler = DiskSaver(save_handler, create_dir=True, save_on_rank=save_on_rank)
+        self.save_on_rank = save_on_rank
         self._checked_saver = (save_handler, _takes_metadata(save_handler))
         self.to_save = to_save
         self.save_handler = save_handler
@@ -479,7 +509,7 @@ class Checkpoint:
     def _setup_checkpoint(self) -> dict[str, Any]:
         """The ``state_dict`` of every object in ``to_save``, keyed like it (nested dicts and lists of
         objects give the same structure of ``state_dict``s); ignite's name for this step."""
-        return {key: _state_dicts(obj) for key, obj in self.to_save.items()}
+        return {key: _state_dicts(obj, self.save_on_rank) for key, obj in self.to_save.items()}
 
     def _has_room(self) -> bool:
         return self.n_saved is None or len(self._saved) < self.n_saved
@@ -688,8 +718,9 @@ class ModelCheckpoint(Checkpoint):
             ``require_empty`` (refuse a folder that already holds ``.pt`` files) and ``create_dir``.
         filename_prefix, score_function, score_name, n_saved, global_step_transform, filename_pattern,
             include_self, greater_or_equal: as for :class:`Checkpoint`.
-        save_on_rank: only 0. Checkpoints are written by the process that calls the handler, so it
-            is refused in a ``torch.distributed`` process of another rank.
+        save_on_rank: in a ``torch.distributed`` job, the rank whose :class:`DiskSaver` makes the folder,
+            writes and removes the files (0 by default); call the handler on every rank, as in ignite:
+            the other ranks keep the same list of checkpoints and write nothing.
         kwargs: refused: ignite hands them to ``torch.save``, while :class:`DiskSaver` writes its own
             CRC-checked format and takes no options.
 
@@ -733,17 +764,7 @@ class ModelCheckpoint(Checkpoint):
                 f"ModelCheckpoint got keyword arguments {sorted(kwargs)}, which ignite passes to torch.save; "
                 "nbengine's DiskSaver writes its own CRC-checked format and takes no torch.save options"
             )
-        if not isinstance(save_on_rank, numbers.Integral) or isinstance(save_on_rank, bool) or save_on_rank != 0:
-            raise ValueError(
-                f"save_on_rank should be 0 (nbengine writes checkpoints from the process that calls the "
-                f"handler), got {save_on_rank!r}"
-            )
-        distributed = torch.distributed
-        if distributed.is_available() and distributed.is_initialized() and distributed.get_rank() != save_on_rank:
-            raise RuntimeError(
-                f"save_on_rank is {save_on_rank} but this process has torch.distributed rank "
-                f"{distributed.get_rank()}; create the ModelCheckpoint on rank {save_on_rank} only"
-            )
+        _check_save_on_rank(save_on_rank)
         # Every other argument is checked before the DiskSaver makes or inspects the folder.
         super().__init__(
             {},
@@ -756,10 +777,11 @@ class ModelCheckpoint(Checkpoint):
             filename_pattern=filename_pattern,
             include_self=include_self,
             greater_or_equal=greater_or_equal,
+            save_on_rank=save_on_rank,
         )
-        self.save_handler = DiskSaver(dirname, atomic=atomic, create_dir=create_dir, require_empty=require_empty)
+        self.save_handler = DiskSaver(dirname, atomic=atomic, create_dir=create_dir, require_empty=require_empty,
+                                      save_on_rank=save_on_rank)
         self._checked_saver = (self.save_handler, True)
-        self.save_on_rank = save_on_rank
 
     @property
     def last_checkpoint(self) -> Path | None:
