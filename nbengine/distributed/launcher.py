@@ -6,10 +6,21 @@ Three ways, chosen by the arguments:
 - ``Parallel(backend="gloo")`` inside processes that ``torchrun`` started: entering it joins the
   process group that the launcher's environment describes (``init_method="env://"``) unless one exists,
   and leaving it destroys the group it made;
-- ``Parallel(backend="gloo", nproc_per_node=N)``: ``run`` starts N processes (``spawn`` start method,
-  ``fork`` inside IPython), each joins the group and calls the function with its local rank. If a
-  process fails, the others are terminated and ``run`` raises (torch.multiprocessing's
-  ``ProcessRaisedException`` / ``ProcessExitedException``, naming the rank).
+- ``Parallel(backend="gloo", nproc_per_node=N)``: ``run`` starts N processes, each joins the group and
+  calls the function with its local rank. If a process fails, the others are terminated and ``run``
+  raises, naming the rank.
+
+  - In a script: torch.multiprocessing with the ``spawn`` start method (``start_method=`` chooses
+    another); failures raise torch's ``ProcessRaisedException`` / ``ProcessExitedException``. A
+    ``fork`` after CUDA was initialised here is refused before anything starts: the children would
+    crash with "Cannot re-initialize CUDA in forked subprocess".
+  - Inside IPython (a Jupyter kernel, the IPython shell): never ``fork`` (ignite's choice there, which
+    copies a kernel's threads and breaks on CUDA, accelerate#3925, Lightning-AI#21389) and never
+    ``spawn`` (it cannot find functions defined in cells). The ranks are started by
+    :func:`nbengine.distributed.notebook_launcher.launch`: fresh interpreters that receive the function
+    by value, print into the cell, and stop together; a rank's failure raises ``RankError``. CUDA
+    initialised in the kernel is refused with what to do. ``start_method`` is then ignored. One node
+    only (``nnodes=1``, ``init_method`` None or ``env://``).
 
 Without ``master_port`` a free port on ``master_addr`` (127.0.0.1 by default) is chosen for a spawned job.
 """
@@ -67,9 +78,11 @@ def spawn(backend: str, fn: Callable, args: tuple, kwargs_dict: Mapping | None =
           nnodes: int = 1, node_rank: int = 0, master_addr: str | None = None, master_port: int | None = None,
           init_method: str | None = None, **kwargs: Any) -> None:
     """Start ``nproc_per_node`` processes of a ``backend`` job and call ``fn(local_rank, *args, **kwargs_dict)``
-    in each; returns when all have finished (``join=False`` in ``kwargs`` returns the process context)."""
+    in each; returns when all have finished (``join=False`` in ``kwargs`` returns the process context, or
+    from IPython the ``RankJob`` of ``notebook_launcher.launch``)."""
     if backend not in idist.available_backends():
         raise ValueError(f"Backend should be one of '{idist.available_backends()}', got {backend!r}")
+    given_port = master_port
     if init_method in (None, "env://"):
         master_addr = master_addr or os.environ.get("MASTER_ADDR", "127.0.0.1")
         master_port = master_port or free_port(master_addr)
@@ -84,7 +97,12 @@ def spawn(backend: str, fn: Callable, args: tuple, kwargs_dict: Mapping | None =
         "master_addr": master_addr,
         "master_port": master_port,
     }
-    start_method = kwargs.pop("start_method", "fork" if "__IPYTHON__" in builtins.__dict__ else "spawn")
+    start_method = kwargs.pop("start_method", "spawn")
+    if "__IPYTHON__" in builtins.__dict__:
+        return _spawn_from_ipython(backend, fn, args, kwargs_dict, {**topology, "master_port": given_port},
+                                   init_method, timeout, start_method, join=kwargs.pop("join", True))
+    if start_method == "fork":
+        refuse_cuda_before_fork()
     return mp.start_processes(
         _rank_main,
         args=(backend, fn, tuple(args), dict(kwargs_dict or {}), topology, init_kwargs),
@@ -93,6 +111,41 @@ def spawn(backend: str, fn: Callable, args: tuple, kwargs_dict: Mapping | None =
         daemon=kwargs.pop("daemon", False),
         start_method=start_method,
     )
+
+
+def refuse_cuda_before_fork(cuda: Any = None) -> None:
+    """Raise ``RuntimeError`` when this process initialised CUDA (or is itself a bad fork): a forked
+    child could not use CUDA and would crash in the middle of the job."""
+    if cuda is None:
+        import torch.cuda as cuda
+    if cuda._is_in_bad_fork() or cuda.is_initialized():
+        raise RuntimeError(
+            "Cannot start ranks with start_method='fork': CUDA is already initialised in this process "
+            "(torch.cuda.is_initialized() is True), and a forked child cannot re-initialise it. Use "
+            "start_method='spawn' (the default), or create CUDA tensors only inside the function each rank runs."
+        )
+
+
+def _spawn_from_ipython(backend: str, fn: Callable, args: tuple, kwargs_dict: Mapping | None, topology: Mapping,
+                        init_method: str | None, timeout: Any, start_method: str, join: bool) -> Any:
+    """``spawn`` from IPython: the ranks are fresh interpreters started by ``notebook_launcher.launch``."""
+    from nbengine.distributed.notebook_launcher import launch
+
+    if topology["world_size"] != topology["nproc_per_node"] or init_method not in (None, "env://"):
+        raise ValueError(
+            "From IPython, ranks are started on this host only by notebook_launcher.launch: nnodes should be 1 "
+            f"and init_method None or 'env://', but given nnodes={topology['world_size'] // topology['nproc_per_node']} "
+            f"and init_method={init_method!r}; run a multi-node job from a script with torchrun"
+        )
+    _logger.info("From IPython: %s ranks started by notebook_launcher.launch (start_method=%r not used)",
+                 topology["nproc_per_node"], start_method)
+    job = launch(fn, tuple(args), dict(kwargs_dict or {}), nproc_per_node=topology["nproc_per_node"],
+                 backend=backend, master_addr=topology["master_addr"], master_port=topology["master_port"],
+                 init_timeout=timeout)
+    if not join:
+        return job
+    job.wait()
+    return None
 
 
 class Parallel:

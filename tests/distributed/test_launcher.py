@@ -193,6 +193,42 @@ def test_cuda_initialised_in_the_launcher_is_refused_with_what_to_do():
     refuse_cuda_in_launcher(SimpleNamespace(_is_in_bad_fork=lambda: False, is_initialized=lambda: False))
 
 
+
+def test_fork_after_cuda_is_refused_before_anything_starts():
+    from nbengine.distributed.launcher import refuse_cuda_before_fork
+
+    children_before = psutil.Process().children()
+    initialised = SimpleNamespace(_is_in_bad_fork=lambda: False, is_initialized=lambda: True)
+    with pytest.raises(RuntimeError, match=r"^Cannot start ranks with start_method='fork': CUDA is already "
+                                           r"initialised in this process .* Use start_method='spawn'"):
+        refuse_cuda_before_fork(initialised)
+    refuse_cuda_before_fork(SimpleNamespace(_is_in_bad_fork=lambda: False, is_initialized=lambda: False))
+    assert psutil.Process().children() == children_before
+
+
+def test_spawn_from_ipython_starts_fresh_interpreters_through_launch(jobs, monkeypatch, capfd):
+    import builtins
+
+    import nbengine.distributed as idist
+
+    # What IPython sets in every shell and kernel: spawn must not fork (ignite's choice there).
+    monkeypatch.setitem(builtins.__dict__, "__IPYTHON__", True)
+    job = idist.spawn("gloo", reduce_ranks, (1.0,), nproc_per_node=2, join=False, start_method="fork")
+    jobs.append(job)
+    assert isinstance(job, RankJob)
+    assert job.wait(DEADLINE) == [(0, 2, "0", 3.0), (1, 2, "1", 3.0)]
+    # What the ranks print comes here, prefixed with the rank.
+    out, _ = capfd.readouterr()
+    assert sorted(out.splitlines()) == ["[rank 0] sum 3.0 on local rank 0", "[rank 1] sum 3.0 on local rank 1"]
+    with pytest.raises(ValueError, match=r"^From IPython, ranks are started on this host only by "
+                                         r"notebook_launcher\.launch: nnodes should be 1"):
+        idist.spawn("gloo", reduce_ranks, (1.0,), nproc_per_node=1, nnodes=2, node_rank=0,
+                    master_addr="127.0.0.1", master_port=29999)
+    with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
+        parallel.run(reduce_ranks, 2.0)
+    out, _ = capfd.readouterr()
+    assert sorted(out.splitlines()) == ["[rank 0] sum 5.0 on local rank 0", "[rank 1] sum 5.0 on local rank 1"]
+
 LAUNCHER_SCRIPT = """
 import sys, threading, time
 from nbengine.distributed.notebook_launcher import launch

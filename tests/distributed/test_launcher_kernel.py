@@ -107,6 +107,25 @@ def test_cell_defined_function_and_class_run_in_the_ranks_and_print_into_the_lau
     assert wait_until_gone(kernel.value("job.pids")) == []
 
 
+
+def test_parallel_in_a_cell_runs_a_cell_defined_function_in_fresh_interpreters_without_fork(kernel):
+    kernel.execute("""
+import sys
+import nbengine.distributed as idist
+
+def where_am_i(local_rank, scaled):
+    # A forked kernel would have ipykernel loaded; a fresh interpreter has not.
+    print(f"fresh {'ipykernel' not in sys.modules} factor {scaled.factor} world {idist.get_world_size()}")
+""")
+    cell, _ = kernel.execute("""
+with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:
+    parallel.run(where_am_i, Scaled(2.0))
+""")
+    kernel.drain(0.5)
+    relayed = "".join(stream_texts(kernel, cell))
+    assert sorted(relayed.splitlines()) == ["[rank 0] fresh True factor 2.0 world 2",
+                                            "[rank 1] fresh True factor 2.0 world 2"]
+
 def test_a_failing_rank_is_shown_and_raised_in_the_cell(kernel):
     cell, outputs = kernel.execute(f"job = launch(fails_on_rank_one, nproc_per_node=2); job.wait({DEADLINE})",
                                    expect_error=True)
