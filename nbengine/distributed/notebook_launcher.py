@@ -15,9 +15,16 @@ convention), and returns a ``RankJob`` at once; ``job.wait()`` returns every ran
   survives every failure of the job: the next launch is a fresh job, with no kernel restart.
 - *CUDA stays out of the kernel.* NCCL ranks each own one GPU; the controller owns none.
 - *Ctrl-C.* "Interrupt kernel" (■) signals the kernel's process group. Ranks run in their own
-  sessions, so they do not receive it by accident; the kernel forwards it on purpose: ■ during
-  ``wait()`` sends SIGINT to every rank, which is what Ctrl-C in a ``torchrun`` terminal does (under
-  nbengine's Engine, a collective pause at one boundary).
+  sessions, so they do not receive it by accident; the kernel forwards it on purpose, to every job
+  of this kernel that is still running: SIGINT to every rank, which is what Ctrl-C in a ``torchrun``
+  terminal does (under ``DistributedControl``, a collective pause at one boundary, and ``run()``
+  raises ``KeyboardInterrupt`` on every rank), or what the job's ``on_interrupt`` says (a
+  ``RanksPanel`` makes ■ a Pause request, which its Resume continues). It is forwarded while a cell
+  waits in ``wait()`` (which then re-raises it) and also while no cell runs at all: the kernel
+  ignores SIGINT between cells (ipykernel installs SIG_IGN and a KeyboardInterrupt handler only
+  while it handles a message), so ``launch`` puts, once per kernel, a handler in its place that
+  forwards ■ to the running jobs and otherwise does what the handler it replaced did. A cell that is
+  running something else still gets its ``KeyboardInterrupt``, and the jobs are left alone.
 - *Like torchrun's agent.* The controller hosts the job's ``TCPStore`` and the ranks join it as
   clients (``TORCHELASTIC_USE_AGENT_STORE=True``, the variable ``torchrun`` sets), so the store
   outlives any rank, and the controller can read and write it while the job runs (``job.store``).
@@ -183,6 +190,7 @@ def launch(fn: Callable, args: Sequence = (), kwargs: Mapping | None = None, *, 
     _stop_job_of_this_cell(shell, parent)
     job = RankJob(payload, nproc_per_node, backend, store, master_addr, init_kwargs, shell, parent)
     _remember_job_of_this_cell(shell, parent, job)
+    _forward_interrupts_between_cells(shell)
     return job
 
 
@@ -212,14 +220,53 @@ def _stop_job_of_this_cell(shell: Any, parent: Any) -> None:
 
 
 def _remember_job_of_this_cell(shell: Any, parent: Any, job: RankJob) -> None:
-    key = _cell_key(parent)
-    if shell is None or key is None:
+    """Keep ``job`` under its cell (a job launched outside a cell under a key of its own, so that ■
+    reaches it too); jobs that have ended are dropped."""
+    if shell is None:
         return
+    key = _cell_key(parent) or f"job:{id(job)}"
     jobs = getattr(shell, JOBS_ATTRIBUTE, None)
     if not isinstance(jobs, dict):
         jobs = {}
         setattr(shell, JOBS_ATTRIBUTE, jobs)
+    for ended in [name for name, earlier in jobs.items() if earlier.done]:
+        del jobs[ended]
     jobs[key] = job
+
+
+#: Attribute of the IPython shell holding the SIGINT handler that ``launch`` installed in that kernel.
+INTERRUPTS_ATTRIBUTE = "nbengine_rank_interrupts"
+
+
+def _forward_interrupts_between_cells(shell: Any) -> None:
+    """Once per kernel, from its main thread: between cells, SIGINT (■) goes to the running jobs of
+    this kernel (see the module docstring), else to the handler it replaced."""
+    kernel = getattr(shell, "kernel", None)
+    if kernel is None or getattr(shell, INTERRUPTS_ATTRIBUTE, None) is not None:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+    # Inside a message ipykernel has saved the between-messages handler and restores it afterwards:
+    # ours takes its place there, so it is the one active between cells.
+    inside_message = hasattr(kernel, "saved_sigint_handler")
+    earlier = kernel.saved_sigint_handler if inside_message else signal.getsignal(signal.SIGINT)
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        running = [job for job in getattr(shell, JOBS_ATTRIBUTE, {}).values() if not job.done]
+        for job in running:
+            job.forward_interrupt()
+        if running:
+            return
+        if callable(earlier):
+            earlier(signum, frame)
+        elif earlier == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+    if inside_message:
+        kernel.saved_sigint_handler = on_interrupt
+    else:
+        signal.signal(signal.SIGINT, on_interrupt)
+    setattr(shell, INTERRUPTS_ATTRIBUTE, on_interrupt)
 
 
 class RankJob:
@@ -230,6 +277,10 @@ class RankJob:
         self.store = store
         self.address = (address, store.port)
         self._stopped = False
+        #: What ■ (or Ctrl-C during ``wait()``) does to the running job: ``None`` sends SIGINT to every
+        #: rank (``interrupt()``); a callable is called instead (a ``RanksPanel`` posts a Pause). It is
+        #: called from a signal handler on the main thread: it must not block.
+        self.on_interrupt: Callable[[], Any] | None = None
         on_main_thread = threading.current_thread() is threading.main_thread()
         self.processes: list[subprocess.Popen] = []
         result_pipes = []
@@ -282,12 +333,12 @@ class RankJob:
 
         Raises ``RankError`` for the first rank that failed, ``JobStopped`` when ``stop()`` ended the
         job first, ``TimeoutError`` after ``timeout`` seconds (the job goes on). A ``KeyboardInterrupt``
-        here (■ in Jupyter) is forwarded to every rank as SIGINT, then re-raised.
+        here (■ in Jupyter) is forwarded to the job (``forward_interrupt()``), then re-raised.
         """
         try:
             finished = self._relay.finished.wait(timeout)
         except KeyboardInterrupt:
-            self.interrupt()
+            self.forward_interrupt()
             raise
         if not finished:
             raise TimeoutError(f"the ranks did not all end within {timeout} s; they are still running")
@@ -315,6 +366,20 @@ class RankJob:
                 # The exception's class may not exist here: the traceback text above still says it all.
                 pass
         return error
+
+    def forward_interrupt(self) -> None:
+        """What ■ does to this job: ``on_interrupt()`` when set, else ``interrupt()``."""
+        if self.done:
+            return
+        if self.on_interrupt is not None:
+            try:
+                self.on_interrupt()
+                return
+            except Exception:
+                # Called from a signal handler: a failing hook must not escape into the kernel's
+                # event loop; the ranks still get their Ctrl-C.
+                pass
+        self.interrupt()
 
     def interrupt(self) -> None:
         """Send SIGINT to every running rank (and the processes it started), as Ctrl-C in a terminal does."""

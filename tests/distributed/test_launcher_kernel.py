@@ -156,6 +156,20 @@ def test_interrupting_the_kernel_sends_ctrl_c_to_every_rank(kernel, tmp_path):
     assert sorted(relayed.splitlines()) == ["[rank 0] got Ctrl-C", "[rank 1] got Ctrl-C"]
 
 
+
+def test_interrupting_the_kernel_while_no_cell_runs_sends_ctrl_c_to_every_rank(kernel, tmp_path):
+    launching, _ = kernel.execute(f"job = launch(wait_for_ctrl_c, ({str(tmp_path)!r},), nproc_per_node=2)")
+    wait_for_files(tmp_path, 2)
+    # No cell runs: the kernel would ignore SIGINT; the launcher's handler forwards it to the ranks.
+    kernel.manager.interrupt_kernel()
+    assert kernel.value(f"job.wait({DEADLINE})") == ["interrupted", "interrupted"]
+    kernel.drain(0.5)
+    relayed = "".join(stream_texts(kernel, launching))
+    assert sorted(relayed.splitlines()) == ["[rank 0] got Ctrl-C", "[rank 1] got Ctrl-C"]
+    # With no job running, the kernel is as before: an idle interrupt changes nothing, cells still run.
+    kernel.manager.interrupt_kernel()
+    assert kernel.value("1 + 1") == 2
+
 def test_no_rank_outlives_a_killed_kernel(tmp_path):
     doomed = Kernel(cwd=str(REPO))
     try:
