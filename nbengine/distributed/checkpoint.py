@@ -26,7 +26,7 @@ from typing import Any
 from nbengine.distributed import utils as idist
 from nbengine.engine import Engine
 
-__all__ = ["RankStates"]
+__all__ = ["RankStates", "load_job_checkpoint"]
 
 
 class RankStates:
@@ -45,6 +45,13 @@ class RankStates:
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Load this rank's entry into the engine; refuses a checkpoint of another world size."""
+        self.check(state_dict)
+        self.engine.load_state_dict(state_dict["ranks"][idist.get_rank()])
+
+    @staticmethod
+    def check(state_dict: Mapping) -> None:
+        """Raise ``ValueError`` unless ``state_dict`` is a ``RankStates`` entry of this job's world size
+        (what :meth:`load_state_dict` checks first; callable before anything else is loaded)."""
         if not isinstance(state_dict, Mapping) or "world_size" not in state_dict or "ranks" not in state_dict:
             raise ValueError(
                 "state_dict should be what RankStates.state_dict() returned, with keys 'world_size' and 'ranks', "
@@ -58,4 +65,18 @@ class RankStates:
                 f"world size is refused; resume with {saved_size} processes (torchrun --nproc_per_node="
                 f"{saved_size} on one node), or load only the model and optimizer to start a new run"
             )
-        self.engine.load_state_dict(state_dict["ranks"][idist.get_rank()])
+
+
+def load_job_checkpoint(to_load: Mapping, path: str) -> None:
+    """Load the checkpoint at ``path`` into ``to_load`` (as ``Checkpoint.load_objects``) on this rank,
+    after checking every :class:`RankStates` entry against this job's world size, so that a checkpoint
+    of another world size is refused before anything is loaded."""
+    from nbengine.handlers import Checkpoint, load_checkpoint
+
+    saved = load_checkpoint(path)
+    for key, obj in to_load.items():
+        if isinstance(obj, RankStates):
+            if not isinstance(saved, Mapping) or key not in saved:
+                raise ValueError(f"{path} has no entry {key!r} for the RankStates of to_load")
+            RankStates.check(saved[key])
+    Checkpoint.load_objects(to_load=to_load, checkpoint=saved)

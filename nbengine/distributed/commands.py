@@ -1,4 +1,4 @@
-"""The job's command log: requests (pause, step, resume, stop, save, interrupt) kept in a torch.distributed store.
+"""The job's command log: requests (pause, step, resume, stop, save, load, replay, interrupt) kept in a torch.distributed store.
 
 Every request gets the next sequence number of the log (``store.add``) and is written under it, so every
 rank, and any controller process connected to the same store, sees one order of requests. The ranks
@@ -25,7 +25,7 @@ _POLL_SECONDS = 0.02
 
 __all__ = ["COMMAND_KINDS", "CommandLog"]
 
-COMMAND_KINDS = ("pause", "resume", "step", "stop", "save", "replay", "interrupt")
+COMMAND_KINDS = ("pause", "resume", "step", "stop", "save", "load", "replay", "interrupt")
 _CURRENT_KEY = "nbengine/current"
 
 

@@ -19,7 +19,9 @@ It is appended to the job's command log, and the ranks *agree* on how far the lo
   ``pause``, ``step`` and an agreed interrupt pause it there;
 - while paused, every rank reads the following requests from the log, in order, and applies them
   (``step`` steps the engine the same way on every rank), so no rank ever waits in a collective that
-  another rank will not enter.
+  another rank will not enter. ``load`` and ``replay`` are applied only there: a running job pauses
+  first. A ``load`` that fails (a missing file, another world size) leaves the job paused, and every
+  rank's outcome is in the log's result for the request.
 
 Ctrl-C (SIGINT, which ``torchrun`` forwards to every rank) is a lossless pause of the whole job: every
 rank pauses at the same boundary and :meth:`DistributedControl.run` raises ``KeyboardInterrupt`` there,
@@ -35,11 +37,12 @@ collective fails instead of waiting; they stop with a :class:`RankFailedError` n
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -102,13 +105,16 @@ class DistributedControl:
         replay: the trainer's :class:`~nbengine.handlers.EpochReplay`, for :meth:`replay` requests.
         checkpoint: ``fn(engine)`` run on every rank for a ``save`` request (e.g. a
             :class:`~nbengine.handlers.Checkpoint` over :class:`~nbengine.distributed.RankStates`).
+        load: ``fn(engine, path)`` run on every rank for a ``load`` request; by default, when
+            ``checkpoint`` is a Checkpoint, its ``to_save`` objects are loaded from the file
+            (:func:`~nbengine.distributed.checkpoint.load_job_checkpoint`).
         store: the store of the command log; by default a connection to the job's
             (``MASTER_ADDR``/``MASTER_PORT``), or an in-memory one on a single process.
     """
 
     def __init__(self, engine: Engine, *, every: int | None = None, interval: float = 0.05,
                  checkpoint: Callable[[Engine], Any] | None = None, replay: EpochReplay | None = None,
-                 store: dist.Store | None = None) -> None:
+                 store: dist.Store | None = None, load: Callable[[Engine, str], Any] | None = None) -> None:
         if not isinstance(engine, Engine):
             raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
         if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
@@ -119,12 +125,19 @@ class DistributedControl:
             raise TypeError(f"replay should be an EpochReplay or None, got {type(replay).__name__}: {replay!r}")
         if checkpoint is not None and not callable(checkpoint):
             raise TypeError(f"checkpoint should be a callable fn(engine) or None, got {checkpoint!r}")
+        if load is not None and not callable(load):
+            raise TypeError(f"load should be a callable fn(engine, path) or None, got {load!r}")
+        if load is None and isinstance(getattr(checkpoint, "to_save", None), Mapping):
+            load = _loader_of(checkpoint)
+        self.loader = load
         self.engine = engine
         self.every = every
         self.interval = float(interval)
         self.checkpoint = checkpoint
         self.replay_handler = replay
         self.replay_reports: dict[int, list[dict]] = {}
+        #: Every rank's outcome of each ``load`` request, by the request's number.
+        self.load_reports: dict[int, list[dict]] = {}
         self.rank = idist.get_rank()
         self.world_size = idist.get_world_size()
         distributed = idist.model_name() == "native-dist"
@@ -138,6 +151,9 @@ class DistributedControl:
         self._sigint = False
         self._interrupt_due = False
         self._stepping = False
+        # A load discards the paused run (the engine stands idle at the loaded state): the job still
+        # stands still, waiting for the next request, until a step, resume or stop.
+        self._loaded = False
         self._commands: dict[int, dict] = {}
         self._next_round = 0  # the iteration of the next round; 0: the next ITERATION_COMPLETED
         self._round_every = every or 1
@@ -187,6 +203,15 @@ class DistributedControl:
         if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
             raise ValueError(f"epoch should be a positive integer, got {epoch!r}")
         return self._request("replay", epoch=epoch)
+
+    def load(self, path: str) -> int:
+        """Ask every rank to load the checkpoint at ``path`` (a running job pauses first); every rank's
+        outcome lands in the log (``log.result(seq)``)."""
+        if self.loader is None:
+            raise RuntimeError("load() needs a loader: pass load=fn(engine, path), or a Checkpoint as checkpoint=")
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise ValueError(f"path should be the path of a checkpoint file, got {path!r}")
+        return self._request("load", path=str(path))
 
     def stop(self) -> int:
         """Ask every rank to end the run at the same boundary."""
@@ -245,7 +270,7 @@ class DistributedControl:
         self._known = max(self._known, length)
         while self._applied < length:
             kind = self._command(self._applied + 1)["kind"]
-            if kind in ("step", "resume", "replay") and self._stepping:
+            if kind in ("step", "resume", "replay", "load") and self._stepping:
                 break
             if kind == "save":
                 self.engine.call_at_boundary(self._save)
@@ -253,8 +278,8 @@ class DistributedControl:
                 self._applied += 1
                 self.engine.terminate()
                 return True
-            elif kind in ("pause", "step", "replay", "interrupt"):
-                if kind not in ("step", "replay"):  # those are applied by the paused loop
+            elif kind in ("pause", "step", "replay", "load", "interrupt"):
+                if kind not in ("step", "replay", "load"):  # those are applied by the paused loop
                     self._applied += 1
                 self._interrupt_due = kind == "interrupt"
                 self.engine.pause()
@@ -298,7 +323,7 @@ class DistributedControl:
             while True:
                 self._failures.guard(self._await_engine)
                 self._publish_status()
-                if self.engine.status != PAUSED:
+                if self.engine.status != PAUSED and not self._loaded:
                     return self.engine.state
                 if self._interrupt_due:
                     self._interrupt_due = False
@@ -345,6 +370,8 @@ class DistributedControl:
         self._applied = seq
         kind = command["kind"]
         self._stepping = kind == "step"
+        if kind in ("step", "resume", "stop"):
+            self._loaded = False
         if kind == "step":
             until = command.get("until")
             self.engine.resume(command.get("n"), until=getattr(Events, until) if until else None,
@@ -362,12 +389,35 @@ class DistributedControl:
             self.replay_reports[seq] = reports
             if self.rank == 0:
                 self.log.report_result(seq, reports)
+        elif kind == "load":
+            self._load(seq, command["path"])
         elif kind == "interrupt":
             self._interrupt_due = True
 
+    def _load(self, seq: int, path: str) -> None:
+        """Load ``path`` on this paused rank; gather every rank's outcome, so that a load that failed on
+        one rank is known on all (the job stays paused), and publish it."""
+        try:
+            self.engine.call_at_boundary(lambda: self.loader(self.engine, path)).result()
+            error = None
+        except (OSError, ValueError, TypeError, RuntimeError, KeyError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        self._loaded = self._loaded or self.engine.status != PAUSED
+        state = self.engine.state
+        outcome = {"rank": self.rank, "path": path, "loaded": error is None, "error": error,
+                   "epoch": state.epoch, "iteration": state.iteration}
+        outcomes = [outcome]
+        if self._agreement.group is not None:
+            outcomes = [None] * self.world_size
+            dist.all_gather_object(outcomes, outcome, group=self._agreement.group)
+        self.load_reports[seq] = outcomes
+        if self.rank == 0:
+            self.log.report_result(seq, outcomes)
+
     def _publish_status(self) -> None:
         state = self.engine.state
-        self.log.report_status(self.rank, status=self.engine.status, epoch=state.epoch, iteration=state.iteration)
+        status = "paused" if self._loaded else self.engine.status
+        self.log.report_status(self.rank, status=status, epoch=state.epoch, iteration=state.iteration)
 
     # ------------------------------------------------------------------ SIGINT
 
@@ -377,10 +427,18 @@ class DistributedControl:
         self._sigint = True
 
 
+def _loader_of(checkpoint: Any) -> Callable[[Engine, str], None]:
+    from nbengine.distributed.checkpoint import load_job_checkpoint
+
+    def load(engine: Engine, path: str) -> None:
+        load_job_checkpoint(checkpoint.to_save, path)
+
+    return load
+
+
 def _job_store(distributed: bool) -> dist.Store:
     if not distributed:
         return dist.HashStore()
-    import os
     from datetime import timedelta
 
     return dist.TCPStore(os.environ.get("MASTER_ADDR", "127.0.0.1"), int(os.environ["MASTER_PORT"]),

@@ -7,20 +7,25 @@ torch.distributed store (the one ``DistributedControl`` keeps its command log in
   driving ends (paused, finished, failed). Rank 0 also publishes its training output per iteration
   (the loss), the numeric metrics in its ``state.metrics`` whenever they change (metrics attached with
   nbengine's ``Metric`` are reduced over the ranks, so rank 0's value is the job's), and its most
-  recent events with their handler times.
+  recent events with their handler times. The other ranks publish their events and handler times
+  **on demand** only: while a controller asks for them (``RemoteRun.trace(ranks)``), a rank traces
+  its dispatch and publishes them like rank 0; otherwise it pays nothing for it.
 - **In the kernel**, ``RemoteRun`` mirrors the engine's controls (``pause``, ``step``, ``resume``,
-  ``stop``, ``save``, ``replay``) as requests in the job's command log, which ``DistributedControl`` applies at one
-  boundary on every rank; and it reads what the ranks published (``ranks()``, ``outputs()``,
-  ``metrics()``, ``events()``). It never enters a collective, so the kernel never waits on a rank.
+  ``stop``, ``save``, ``load``, ``replay``) as requests in the job's command log, which
+  ``DistributedControl`` applies at one boundary on every rank; and it reads what the ranks published
+  (``ranks()``, ``outputs()``, ``metrics()``, ``events(rank)``, ``checkpoints()``). It never enters a
+  collective, so the kernel never waits on a rank.
 
 Keys, under the command log's ``nbengine/<run id>/``: ``status/<rank>`` (the same JSON that
 ``DistributedControl`` writes when paused), ``report/outputs`` (rank 0's ``"iteration output\\n"``
-lines, appended), ``report/metrics`` (JSON lines ``[iteration, name, value]``, appended) and
-``report/events`` (JSON: rank 0's last events).
+lines, appended), ``report/metrics`` (JSON lines ``[iteration, name, value]``, appended),
+``report/events`` (JSON: rank 0's last events), ``report/events/<rank>`` (another rank's, while asked
+for), ``report/trace`` (JSON: the other ranks whose events are asked for) and ``report/abilities``
+(what the job can do on request, and its checkpoint folder).
 
-The cost on a rank is one clock read per iteration, plus one store write per ``interval``; rank 0 adds
-one list append per iteration for the output and, while events are reported, the engine's traced
-dispatch.
+The cost on a rank is one clock read per iteration, plus one store write per ``interval`` (and, on the
+ranks other than 0, one store read of ``report/trace``); rank 0 adds one list append per iteration for
+the output and, while events are reported, the engine's traced dispatch.
 """
 
 from __future__ import annotations
@@ -85,15 +90,14 @@ class RankReport:
         self._metric_values: dict[str, float] = {}
         self._events: deque = deque(maxlen=RECENT_EVENTS)
         self._started = time.monotonic()
+        self._untrace: Callable[[], None] | None = None
         if self.rank == 0:
             # What the job can do on request: a controller refuses the others before they reach the ranks.
-            self._keys.set("report/abilities", json.dumps({
-                "save": getattr(control, "checkpoint", None) is not None,
-                "replay": getattr(control, "replay_handler", None) is not None}))
+            self._keys.set("report/abilities", json.dumps(_abilities(control)))
         self.engine.add_event_handler(Events.ITERATION_COMPLETED, self._at_iteration)
         self.engine.add_status_hook(lambda engine, status: self.publish(status))
         if self.rank == 0 and events:
-            self.engine.add_trace_hook(self._traced)
+            self._untrace = self.engine.add_trace_hook(self._traced)
 
     def _at_iteration(self, engine: Engine) -> None:
         if self.rank == 0:
@@ -117,11 +121,24 @@ class RankReport:
         self._events.append((round(time.monotonic() - self._started, 6), name, state.epoch, state.iteration,
                              [(handler, seconds) for handler, seconds in timings]))
 
+    def _follow_trace_requests(self) -> None:
+        """On a rank other than 0: trace this rank's events while a controller asks for them."""
+        wanted = self._keys.check(["report/trace"]) and self.rank in json.loads(self._keys.get("report/trace"))
+        if wanted and self._untrace is None:
+            self._events.clear()
+            self._untrace = self.engine.add_trace_hook(self._traced)
+        elif not wanted and self._untrace is not None:
+            self._untrace()
+            self._untrace = None
+            self._events.clear()
+
     def publish(self, status: str) -> None:
         """Write this rank's status now (and, on rank 0, the outputs and events gathered since)."""
         state = self.engine.state
         with self._lock:
             self._last = time.monotonic()
+            if self.rank != 0:
+                self._follow_trace_requests()
             self._keys.set(f"status/{self.rank}", json.dumps(
                 {"status": status, "epoch": state.epoch, "iteration": state.iteration}))
             if self._outputs:
@@ -131,7 +148,22 @@ class RankReport:
                 lines, self._metrics = "".join(self._metrics), []
                 self._keys.append("report/metrics", lines)
             if self._events:
-                self._keys.set("report/events", json.dumps(list(self._events)))
+                self._keys.set(_events_key(self.rank), json.dumps(list(self._events)))
+
+
+def _events_key(rank: int) -> str:
+    return "report/events" if rank == 0 else f"report/events/{rank}"
+
+
+def _abilities(control: Any) -> dict[str, Any]:
+    """What the job can do on request (a controller refuses the rest before it reaches the ranks), and
+    the folder its checkpoints go to (for a controller's list of checkpoints to load)."""
+    checkpoint = getattr(control, "checkpoint", None)
+    folder = getattr(getattr(checkpoint, "save_handler", None), "dirname", None)
+    return {"save": checkpoint is not None,
+            "load": getattr(control, "loader", None) is not None,
+            "replay": getattr(control, "replay_handler", None) is not None,
+            "checkpoints": str(folder) if folder is not None else None}
 
 
 class RemoteRun:
@@ -151,6 +183,7 @@ class RemoteRun:
         self.log = CommandLog(store, run_id or self._announced_run(timeout))
         self._keys = dist.PrefixStore(f"nbengine/{self.log.run_id}/", store)
         self._outputs = ""
+        self._abilities: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, job: Any, timeout: float = 300.0) -> RemoteRun:
@@ -199,6 +232,34 @@ class RemoteRun:
         self._require("save", "checkpoint=")
         return self._post("save")
 
+    def load(self, path: str) -> int:
+        """Every rank loads the checkpoint at ``path`` (a running job pauses first, and stays paused at
+        the loaded position); ``result(number)`` then holds every rank's outcome."""
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise ValueError(f"Argument path should be the path of a checkpoint file, but given {path!r}")
+        self._require("load", "a Checkpoint as checkpoint= or load=")
+        return self._post("load", path=str(path))
+
+    def checkpoints(self) -> list[Any]:
+        """The committed checkpoints in the job's checkpoint folder, newest first
+        (:class:`~nbengine.handlers.CheckpointInfo`); empty when the job has none (the kernel reads the
+        folder: the ranks run on this host)."""
+        folder = self.abilities().get("checkpoints")
+        if not folder or not os.path.isdir(folder):
+            return []
+        from nbengine.handlers import list_checkpoints
+
+        return list_checkpoints(folder)
+
+    def trace(self, ranks: list[int]) -> None:
+        """Ask ``ranks`` (other than 0, which always reports) to publish their events and handler
+        times; the others stop. Takes effect at each rank's next report."""
+        if not isinstance(ranks, (list, tuple)) or any(
+                isinstance(r, bool) or not isinstance(r, int) or not 0 <= r < self.world_size for r in ranks):
+            raise ValueError(f"Argument ranks should be a list of ranks in 0..{self.world_size - 1}, but given {ranks!r}")
+        with self._lock:
+            self._keys.set("report/trace", json.dumps(sorted({r for r in ranks if r != 0})))
+
     def replay(self, epoch: int) -> int:
         """Every rank replays ``epoch`` together (a running job pauses first); ``result(number)`` then
         holds every rank's report."""
@@ -207,12 +268,15 @@ class RemoteRun:
         self._require("replay", "replay=EpochReplay(...)")
         return self._post("replay", epoch=epoch)
 
-    def abilities(self, timeout: float = 30.0) -> dict[str, bool]:
-        """Which requests beyond the engine's own the job can serve (``save``, ``replay``), as rank 0's
-        ``RankReport`` published them; waits up to ``timeout`` seconds for it."""
-        with self._lock:
-            self._keys.wait(["report/abilities"], timedelta(seconds=timeout))
-            return json.loads(self._keys.get("report/abilities"))
+    def abilities(self, timeout: float = 30.0) -> dict[str, Any]:
+        """Which requests beyond the engine's own the job can serve (``save``, ``load``, ``replay``: True
+        or False) and its checkpoint folder (``checkpoints``), as rank 0's ``RankReport`` published
+        them; waits up to ``timeout`` seconds for it."""
+        if self._abilities is None:
+            with self._lock:
+                self._keys.wait(["report/abilities"], timedelta(seconds=timeout))
+                self._abilities = json.loads(self._keys.get("report/abilities"))
+        return self._abilities
 
     def _require(self, kind: str, argument: str) -> None:
         # A request the ranks cannot serve would make every rank fail: refuse it here instead.
@@ -267,12 +331,14 @@ class RemoteRun:
             values.append(value)
         return series
 
-    def events(self) -> list[tuple[float, str, int, int, list]]:
-        """Rank 0's last events: ``(seconds, event name, epoch, iteration, [(handler, seconds)])``."""
+    def events(self, rank: int = 0) -> list[tuple[float, str, int, int, list]]:
+        """``rank``'s last events: ``(seconds, event name, epoch, iteration, [(handler, seconds)])``; for
+        a rank other than 0, only while :meth:`trace` asks for them (and what it published last)."""
+        key = _events_key(rank)
         with self._lock:
-            if not self._keys.check(["report/events"]):
+            if not self._keys.check([key]):
                 return []
-            return [tuple(event) for event in json.loads(self._keys.get("report/events"))]
+            return [tuple(event) for event in json.loads(self._keys.get(key))]
 
     def wait_until(self, condition: Callable[[list[dict | None]], bool], timeout: float = 120.0,
                    what: str = "the ranks' reports") -> list[dict | None]:

@@ -149,6 +149,57 @@ def test_a_save_request_checkpoints_at_the_agreed_boundary_and_the_checkpoint_re
     assert same(resumed.weights(), reference)
 
 
+
+def test_a_load_request_takes_a_paused_job_back_to_the_checkpoint_and_the_run_ends_exactly(reference, tmp_path):
+    training = Training()
+    to_save = {"model": training.model, "optimizer": training.optimizer, "trainer": RankStates(training.trainer)}
+    checkpoint = Checkpoint(to_save, DiskSaver(tmp_path), n_saved=None)
+    control = DistributedControl(training.trainer, every=1, checkpoint=checkpoint)
+    training.trainer.add_event_handler(Events.ITERATION_COMPLETED(once=3), lambda _: control.save())
+
+    gone_back = []
+
+    @training.trainer.on(Events.ITERATION_COMPLETED(once=12))
+    def go_back(_):
+        # Requested while running: the job pauses at the agreed boundary, then loads there. (Once:
+        # after the load, iteration 12 comes again.)
+        if gone_back:
+            return
+        gone_back.append(True)
+        assert [control.load(str(tmp_path / "checkpoint_5.pt")), control.load(str(tmp_path / "missing.pt")),
+                control.resume()] == [2, 3, 4]
+
+    control.run(training.data, max_epochs=3)
+    assert [path.name for path in tmp_path.glob("*.pt")] == ["checkpoint_5.pt"]
+    assert training.stretches == [("paused", 14), ("done", 18)]
+    assert control.load_reports[2] == [{"rank": 0, "path": str(tmp_path / "checkpoint_5.pt"), "loaded": True,
+                                        "error": None, "epoch": 1, "iteration": 5}]
+    (missing,) = control.load_reports[3]
+    assert (missing["loaded"], missing["iteration"]) == (False, 5)
+    assert missing["error"].startswith("FileNotFoundError: ")
+    assert control.log.result(2) == control.load_reports[2]
+    # Iterations 6 to 14 ran twice; the weights are those of the uninterrupted run.
+    assert same(training.weights(), reference)
+
+
+def test_a_checkpoint_of_another_world_size_is_refused_before_anything_is_loaded(tmp_path):
+    from nbengine.distributed.checkpoint import load_job_checkpoint
+    from nbengine.handlers import load_checkpoint
+
+    training = Training()
+    to_save = {"model": training.model, "trainer": RankStates(training.trainer)}
+    Checkpoint(to_save, DiskSaver(tmp_path), n_saved=None)(training.trainer)
+    saved = load_checkpoint(tmp_path / "checkpoint_0.pt")
+    saved["trainer"] = {"world_size": 2, "ranks": [saved["trainer"]["ranks"][0]] * 2}
+    DiskSaver(tmp_path, require_empty=False)(saved, "two_ranks.pt")
+    before = training.weights()
+    with torch.no_grad():
+        training.model[0].weight.add_(1.0)
+    changed = training.weights()
+    with pytest.raises(ValueError, match=r"^this checkpoint was taken by a job of 2 rank\(s\) and this job has 1: "):
+        load_job_checkpoint(to_save, str(tmp_path / "two_ranks.pt"))
+    assert same(training.weights(), changed) and not same(changed, before)
+
 def test_adaptive_rounds_agree_about_every_interval():
     training = Training()
     control = DistributedControl(training.trainer, interval=1e9)

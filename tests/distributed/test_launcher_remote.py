@@ -6,6 +6,7 @@ reports are checked exactly, without starting processes. The multi-process path 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -111,9 +112,14 @@ def test_bad_step_requests_are_refused_before_they_reach_the_log(arguments, mess
 
 def test_save_and_replay_are_refused_when_the_job_cannot_serve_them(rank):
     remote, _, _ = rank
-    assert remote.abilities() == {"save": True, "replay": False}
+    assert remote.abilities() == {"save": True, "load": False, "replay": False, "checkpoints": None}
     with pytest.raises(RuntimeError, match=r"this job cannot replay: its DistributedControl was made without replay="):
         remote.replay(1)
+    # A checkpoint that is a plain function cannot be loaded back: Load is refused too.
+    with pytest.raises(RuntimeError, match=r"this job cannot load: its DistributedControl was made without a "
+                                           r"Checkpoint as checkpoint= or load="):
+        remote.load("checkpoint_3.pt")
+    assert remote.checkpoints() == []
 
 
 def test_the_state_table_shows_each_rank_and_the_ones_not_reported_yet():
@@ -121,3 +127,55 @@ def test_the_state_table_shows_each_rank_and_the_ones_not_reported_yet():
     assert "<th>rank 0</th>" in table and "<th>rank 1</th>" in table
     assert "nbengine-status-paused" in table and "nbengine-status-starting" in table
     assert "class='nbengine-epoch'>2<" in table and "class='nbengine-iteration'>37<" in table
+
+
+@pytest.mark.timeout(400)
+def test_two_ranks_load_a_checkpoint_from_the_controller_and_rank_one_reports_its_events_on_demand(tmp_path):
+    from nbengine.distributed.notebook_launcher import launch
+    from tests.distributed._digits_job import train
+
+    job = launch(train, (str(tmp_path), 1000), nproc_per_node=2)
+    try:
+        remote = RemoteRun.of(job, timeout=240)
+        assert remote.abilities() == {"save": True, "load": True, "replay": True,
+                                      "checkpoints": str(tmp_path / "checkpoints")}
+        remote.pause()
+        paused = remote.all_paused()
+        assert paused[0] == paused[1]
+        # Rank 1 traces nothing until asked; asked, it reports its events with their handler times.
+        assert remote.events(1) == []
+        remote.trace([1])
+        remote.resume()
+        deadline = time.monotonic() + 240
+        while not any(name == "ITERATION_COMPLETED" for _, name, _, _, _ in remote.events(1)):
+            assert time.monotonic() < deadline, "rank 1 did not report its events"
+            time.sleep(0.05)
+        completed = [event for event in remote.events(1) if event[1] == "ITERATION_COMPLETED"][-1]
+        # (History records each batch for the EpochReplay.)
+        assert [name for name, _ in completed[4]] == ["History._on_iteration_completed",
+                                                      "DistributedControl._at_iteration_completed",
+                                                      "RankReport._at_iteration"]
+        remote.trace([])
+        remote.pause()
+        at = remote.all_paused()[0]["iteration"]
+        remote.save()
+        deadline = time.monotonic() + 240
+        while not remote.checkpoints():
+            assert time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.05)
+        (saved,) = remote.checkpoints()
+        assert (saved.path.name, saved.iteration) == (f"checkpoint_{at}.pt", at)
+        remote.step(3)
+        remote.wait_until(lambda ranks: all(r["status"] == "paused" and r["iteration"] == at + 3 for r in ranks))
+        outcomes = remote.result(remote.load(str(saved.path)), timeout=240)
+        assert [(o["rank"], o["loaded"], o["error"], o["iteration"]) for o in outcomes] == [
+            (0, True, None, at), (1, True, None, at)]
+        back = remote.wait_until(lambda ranks: all(r["status"] == "paused" and r["iteration"] == at for r in ranks))
+        assert back[0] == back[1]
+        remote.step(1)
+        remote.wait_until(lambda ranks: all(r["status"] == "paused" and r["iteration"] == at + 1 for r in ranks))
+        remote.stop()
+        first, second = job.wait(240)
+        assert all(torch.equal(first[name], second[name]) for name in first)
+    finally:
+        job.stop(grace=1.0)
