@@ -40,6 +40,8 @@ class CheckpointShelf:
         self._manual_paths: list[Path] = []
         self._selected: Path | None = None
         self._newest_seen: str | None = None
+        #: Grows with each save by the button and each selection to make: the listing is then re-read.
+        self.version = 0
 
     @property
     def folder(self) -> Path:
@@ -73,6 +75,7 @@ class CheckpointShelf:
     def select(self, path: str | Path) -> None:
         """Select ``path`` at the next listing (it was just saved or loaded)."""
         self._selected = Path(path)
+        self.version += 1
 
     def existing_at(self, iteration: int) -> Path | None:
         """A listed checkpoint of this panel's button saved at ``iteration``, if any."""

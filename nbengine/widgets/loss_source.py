@@ -1,11 +1,15 @@
 """Where the loss plot's numbers come from, read as ``LossData``: the trainer's outputs from a
 ``History`` when the panel is given one (or an ``EpochReplay``, which has one), else from the
 panel's ``EventTimeline``, which keeps the numeric outputs too (``EventTimeline(outputs=...)``);
-the evaluator's metrics from its COMPLETED events.
+the evaluator's metrics from its COMPLETED events run by the trainer's epochs.
 
 This module owns what the loss plot is fed: the trainer's output per iteration (the first series
 of a History) and the evaluator's metrics at each of its COMPLETED events, placed at the trainer's
-iteration at that moment. When the run went back (a checkpoint loaded, a run started again), only
+iteration at that moment. Only evaluations run by the trainer's own epochs are plotted: one is
+kept when, in the thread driving the trainer, a trainer handler at EPOCH_COMPLETED, COMPLETED or
+the next EPOCH_STARTED confirms it at the same iteration; a manual ``evaluator.run`` in a cell
+(another thread, or a trainer that is not running) is never confirmed, so never plotted. When
+the run went back (a checkpoint loaded, a run started again), only
 the records of the current timeline are plotted. ``version`` says whether anything new was
 recorded; ``loss_data()`` returns the arrays; ``last_output`` is the last numeric output, which the
 State view shows while the engine's own output is None (from the fetch of a batch to the end of
@@ -20,6 +24,7 @@ from __future__ import annotations
 import itertools
 import numbers
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -63,9 +68,14 @@ class LossSource:
         self._metrics_lock = threading.Lock()
         self._metrics: dict[str, tuple[list[float], list[float]]] = {}
         self._evaluations = 0
-        self._evaluator_handle = None
+        # Evaluations seen while the trainer ran, waiting for the trainer to confirm them:
+        # (thread ident, trainer iteration, metrics).
+        self._pending: list[tuple[int, int, dict[str, float]]] = []
+        self._handles: list[Any] = []
         if evaluator is not None:
-            self._evaluator_handle = evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated)
+            self._handles.append(evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated))
+            for event in (Events.EPOCH_COMPLETED, Events.COMPLETED, Events.EPOCH_STARTED):
+                self._handles.append(trainer.add_event_handler(event, self._confirm))
 
     @property
     def version(self) -> int:
@@ -79,15 +89,28 @@ class LossSource:
         return self._timeline.last_output
 
     def _on_evaluated(self, evaluator: Any) -> None:
-        iteration = float(self._trainer.state.iteration)
+        if self._trainer.status != "running":
+            return  # run by hand while the trainer stands still: not one of its epochs
+        metrics = {str(name): number for name, value in dict(evaluator.state.metrics).items() if (number := _as_float(value)) is not None}
         with self._metrics_lock:
-            for name, value in dict(evaluator.state.metrics).items():
-                number = _as_float(value)
-                if number is not None:
-                    xs, ys = self._metrics.setdefault(str(name), ([], []))
-                    xs.append(iteration)
-                    ys.append(number)
-            self._evaluations += 1
+            self._pending.append((threading.get_ident(), int(self._trainer.state.iteration), metrics))
+
+    def _confirm(self, trainer: Any) -> None:
+        if not self._pending:
+            return
+        me, iteration = threading.get_ident(), int(trainer.state.iteration)
+        with self._metrics_lock:
+            pending, self._pending = self._pending, []
+            for thread, at, metrics in pending:
+                if thread == me and at == iteration:
+                    self._record(float(at), metrics)
+
+    def _record(self, iteration: float, metrics: Mapping[str, float]) -> None:
+        for name, number in metrics.items():
+            xs, ys = self._metrics.setdefault(name, ([], []))
+            xs.append(iteration)
+            ys.append(number)
+        self._evaluations += 1
 
     def _outputs(self) -> tuple[np.ndarray, np.ndarray]:
         if self._history is not None:
@@ -110,7 +133,7 @@ class LossSource:
         return LossData(iterations[keep], outputs[keep], metrics)
 
     def detach(self) -> None:
-        """Stop listening to the evaluator; what was recorded stays readable."""
-        if self._evaluator_handle is not None:
-            self._evaluator_handle.remove()
-            self._evaluator_handle = None
+        """Stop listening to the evaluator and the trainer; what was recorded stays readable."""
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()

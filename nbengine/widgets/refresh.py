@@ -1,5 +1,6 @@
-"""When the panel redraws its plots: the rule (``PlotSchedule``) and the thread that applies it
-(``PlotThread``).
+"""When the panel refreshes: the rule for redrawing plots (``PlotSchedule``), the thread that applies
+it (``PlotThread``), and the thread that brings the cheap parts (State, badge, buttons, table) up
+to date every few tenths of a second (``RefreshLoop``).
 
 This module owns the plot refresh policy, apart from any widget:
 
@@ -21,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
-__all__ = ["PlotSchedule", "PlotThread"]
+__all__ = ["PlotSchedule", "PlotThread", "RefreshLoop"]
 
 
 class PlotSchedule:
@@ -91,6 +92,40 @@ class PlotThread:
                 delay = None
 
     def close(self, timeout: float = 10.0) -> None:
+        self._closed.set()
+        self._wake.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+
+class RefreshLoop:
+    """Calls ``refresh()`` on its own thread every ``interval`` seconds and whenever woken, until
+    closed. Errors go to ``on_error`` and the loop goes on."""
+
+    def __init__(self, refresh: Callable[[], None], on_error: Callable[[BaseException], None], interval: float) -> None:
+        self._refresh = refresh
+        self._on_error = on_error
+        self._interval = interval
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nbengine-panel-refresh", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._closed.is_set():
+                return
+            try:
+                self._refresh()
+            except Exception as error:  # shown by the panel; the loop goes on
+                self._on_error(error)
+
+    def close(self, timeout: float = 5.0) -> None:
         self._closed.set()
         self._wake.set()
         if threading.current_thread() is not self._thread:

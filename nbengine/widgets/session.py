@@ -96,6 +96,21 @@ class KernelSession:
             setattr(self.shell, REGISTRY_ATTRIBUTE, panels)
         return panels
 
+    def register(self, key: str | None, panel: Any) -> Any:
+        """Register ``panel`` as the one of the cell ``key``; the panel it replaces, or None."""
+        registry = self.registry()
+        if registry is None or key is None:
+            return None
+        earlier = registry.get(key)
+        registry[key] = panel
+        return earlier if earlier is not panel else None
+
+    def unregister(self, key: str | None, panel: Any) -> None:
+        """Forget ``panel`` as the one of the cell ``key`` (if it still is)."""
+        registry = self.registry()
+        if registry is not None and key is not None and registry.get(key) is panel:
+            del registry[key]
+
     def after_each_cell(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` after every cell; returns the function that stops it."""
         events = getattr(self.shell, "events", None)

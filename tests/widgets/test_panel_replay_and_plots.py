@@ -23,7 +23,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def loss_plot_current(panel) -> bool:
     """Whether the loss plot on screen shows what the panel would draw now."""
-    return panel._loss_schedule.due_in(panel._loss_signature(panel.trainer.status), False, 0.0) is None
+    return panel.loss_view.schedule.due_in(panel._display.loss_signature(panel.trainer.status), False, 0.0) is None
 
 
 def test_replay_of_an_epoch_shows_that_it_reproduced(make_panel):
@@ -113,7 +113,9 @@ def test_the_loss_plot_reads_a_given_history(make_panel):
     assert data.iterations.tolist() == list(range(1, 16))
     assert data.outputs.tolist() == snapshot.values[:, 0].tolist()
     wait_until(lambda: panel.loss_plot_count >= 1 and loss_plot_current(panel), what="a loss plot of the finished run")
-    assert png_size(panel.loss_image.value) == (640, 320)
+    # Drawn at the size it is shown at most (never stretched): (480, 340) by default.
+    assert png_size(panel.loss_image.value) == panel.loss_plot_size[:2] == (480, 340)
+    assert panel.loss_image.layout.width == "480px" and panel.loss_image.layout.max_width == "100%"
 
 
 def test_the_own_recorder_and_the_evaluator_metrics_feed_the_loss_plot(make_panel):
