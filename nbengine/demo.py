@@ -13,14 +13,13 @@ This module owns the demo run and the files it leaves in its output folder:
   replayed losses) and ``timeline.png`` (the events the trainer fired, and around the pause the
   handlers that ran), ``replay_report.txt``, and the checkpoints under ``checkpoints/``.
 
-The plots are drawn on ``matplotlib.figure.Figure`` with the Agg canvas, never pyplot, and nothing
-here imports ipywidgets: the demo runs where there is no display and no Jupyter. (The panel's own
-plots live in ``nbengine.widgets``, whose package imports ipywidgets, so they are not reused here.)
+The plots are drawn by ``nbengine.plotting`` (the module that draws the panel's plots too, on
+matplotlib's Agg canvas, never pyplot), and nothing here imports ipywidgets: the demo runs where
+there is no display and no Jupyter.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from nbengine import plotting
 from nbengine.engine import (
     DeterministicEngine,
     Events,
@@ -280,10 +280,7 @@ def _run(
     report_file = folder / REPORT_FILE
     report_file.write_text(report_text + "\n" + _report_table(report))
 
-    loss_plot = folder / LOSS_PLOT
-    loss_plot.write_bytes(_loss_png(training, report, pause_iteration, epoch_length))
-    timeline_plot = folder / TIMELINE_PLOT
-    timeline_plot.write_bytes(_timeline_png(training.timeline, pause_iteration))
+    loss_plot, timeline_plot = _write_plots(folder, training, report, pause_iteration, epoch_length)
     checkpoints = tuple(info.path for info in training.checkpoint.list_checkpoints())
     say(
         f"wrote {LOSS_PLOT}, {TIMELINE_PLOT}, {REPORT_FILE} and {len(checkpoints)} checkpoints "
@@ -298,6 +295,14 @@ def _run(
     say(verdict)
     sys.stdout.flush()
     return DemoResult(folder, loss_plot, timeline_plot, report_file, checkpoints, pause_iteration, report)
+
+
+def _write_plots(folder: Path, training: _Training, report: ReplayReport, pause_iteration: int, epoch_length: int) -> tuple[Path, Path]:
+    loss_plot = folder / LOSS_PLOT
+    loss_plot.write_bytes(_loss_png(training, report, pause_iteration, epoch_length))
+    timeline_plot = folder / TIMELINE_PLOT
+    timeline_plot.write_bytes(_timeline_png(training.timeline, pause_iteration))
+    return loss_plot, timeline_plot
 
 
 def _remove_earlier_demo_checkpoints(folder: Path) -> None:
@@ -343,65 +348,31 @@ def _report_table(report: ReplayReport) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- plots
-
-
-def _png(figure: Any) -> bytes:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    buffer = io.BytesIO()
-    FigureCanvasAgg(figure).print_png(buffer)
-    return buffer.getvalue()
+# Drawn by nbengine.plotting, the module that draws the panel's plots too.
 
 
 def _loss_png(training: _Training, report: ReplayReport, pause_iteration: int, epoch_length: int) -> bytes:
-    from matplotlib.figure import Figure
-
     snapshot = training.history.snapshot()
-    iterations = snapshot.iterations
-    losses = snapshot.series("output")
-    figure = Figure(figsize=(9, 4.8), dpi=100)
-    axes = figure.add_subplot(1, 1, 1)
-    axes.plot(iterations, losses, color="#1f77b4", linewidth=0.9, alpha=0.55, label="training loss")
-    epochs = iterations.max() // epoch_length if len(iterations) else 0
-    for epoch in range(1, epochs + 1):
-        inside = (iterations > (epoch - 1) * epoch_length) & (iterations <= epoch * epoch_length)
-        if inside.any():
-            axes.plot(
-                [(epoch - 1) * epoch_length, epoch * epoch_length],
-                [losses[inside].mean()] * 2,
-                color="#1f77b4",
-                linewidth=2.2,
-                label="epoch mean" if epoch == 1 else None,
-            )
-        axes.axvline(epoch * epoch_length, color="#bbbbbb", linewidth=0.7, zorder=0)
-    replayed = report.replayed
-    axes.plot(
-        replayed.iterations,
-        replayed.series("output"),
-        linestyle="none",
-        marker="o",
-        markersize=4,
-        markerfacecolor="none",
-        color="#d62728",
-        label=f"replay of epoch {report.epoch} ({'identical' if report.reproduced else 'diverged'})",
-    )
-    axes.axvline(pause_iteration, color="#ff7f0e", linestyle="--", linewidth=1.4, label="paused, checkpointed, resumed")
-    axes.set_xlabel("iteration")
-    axes.set_ylabel("training loss (cross-entropy)")
-    axes.set_ylim(bottom=0)
-    axes.grid(True, alpha=0.3)
-    accuracy_axes = axes.twinx()
+    iterations, losses = snapshot.iterations.astype(float), snapshot.series("output").astype(float)
+    epochs = int(iterations.max()) // epoch_length if len(iterations) else 0
+    marks = [plotting.Mark(pause_iteration, "paused, checkpointed, resumed", "#ff7f0e", "--")]
+    marks += [plotting.Mark(epoch * epoch_length, "_epoch", "#bbbbbb", "-") for epoch in range(1, epochs + 1)]
+    metrics = {}
     if training.validation_accuracy:
         at, accuracy = zip(*training.validation_accuracy)
-        accuracy_axes.plot(at, accuracy, marker="s", color="#2ca02c", label="validation accuracy")
-    accuracy_axes.set_ylim(0, 1.02)
-    accuracy_axes.set_ylabel("validation accuracy")
-    handles, labels = axes.get_legend_handles_labels()
-    more_handles, more_labels = accuracy_axes.get_legend_handles_labels()
-    axes.legend(handles + more_handles, labels + more_labels, loc="center right", fontsize=8, framealpha=0.85)
-    axes.set_title("nbengine demo: an MLP on scikit-learn's digits", fontsize=11, loc="left")
-    figure.tight_layout()
-    return _png(figure)
+        metrics["accuracy"] = (np.array(at, dtype=float), np.array(accuracy, dtype=float))
+    replayed = report.replayed
+    points = [
+        plotting.Points(
+            replayed.iterations.astype(float), replayed.series("output").astype(float),
+            f"replay of epoch {report.epoch} ({'identical' if report.reproduced else 'diverged'})",
+        )
+    ]  # fmt: skip
+    figure = plotting.LossFigure(900, 480, 100)
+    return figure.render(
+        plotting.decimate_outputs(iterations, losses), metrics, marks=marks, points=points,
+        title="nbengine demo: an MLP on scikit-learn's digits (training loss, cross-entropy)",
+    )  # fmt: skip
 
 
 # The text rows of the timeline figure: characters that fit its width in 7.5 pt monospace, and where
@@ -426,60 +397,30 @@ _TIMELINE_ROWS = (
 
 
 def _timeline_png(timeline: EventTimeline, pause_iteration: int) -> bytes:
-    from matplotlib.figure import Figure
-
     entries = timeline.snapshot()
     names = list(_TIMELINE_ROWS) + sorted({e.event for e in entries} - set(_TIMELINE_ROWS))
     row_of = {name: index for index, name in enumerate(names)}
-    figure = Figure(figsize=(10, 7.5), dpi=100)
-    whole, near = figure.subplots(2, 1, gridspec_kw={"height_ratios": [1, 1.15]})
-
-    # Whole run: every event against time, coloured by whether a handler ran for it.
-    times = np.array([e.time for e in entries])
-    rows = np.array([row_of[e.event] for e in entries])
-    handled = np.array([bool(e.handlers) for e in entries])
-    whole.scatter(times[~handled], rows[~handled], marker="|", s=60, color="#9ecae1", label="no handler ran")
-    whole.scatter(times[handled], rows[handled], marker="|", s=90, color="#08519c", label="handlers ran")
-    pause_seq = next(
-        (e.seq for e in entries if e.event == "ITERATION_COMPLETED" and e.iteration == pause_iteration), None
-    )
+    pause_seq = next((e.seq for e in entries if e.event == "ITERATION_COMPLETED" and e.iteration == pause_iteration), None)
+    paused = None
     if pause_seq is not None:
         paused_at = next(e.time for e in entries if e.seq == pause_seq)
         resumed_at = next((e.time for e in entries if e.seq > pause_seq and e.event == "GET_BATCH_STARTED"), paused_at)
-        whole.axvspan(paused_at, resumed_at, color="#ff7f0e", alpha=0.3, label="paused")
-    whole.set_yticks(range(len(names)), [name.lower() for name in names], fontsize=7)
-    whole.invert_yaxis()
-    whole.set_xlabel("seconds since the timeline was attached", fontsize=8)
-    whole.set_title("every event the trainer fired", fontsize=10, loc="left")
-    # Above the axes, beside the title: inside them it hid the last events of the bottom rows.
-    whole.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=7, frameon=False)
-    whole.grid(True, axis="x", alpha=0.3)
-
-    # Around the pause: the events one per line, with the handlers that ran for each and their time.
-    near.axis("off")
-    near.set_title("around the pause: each event and the handlers that ran for it", fontsize=10, loc="left")
-    if pause_seq is not None:
-        window = [e for e in entries if pause_seq - 8 <= e.seq <= pause_seq + 6]
-    else:
-        window = entries[:15]
-    lines = [f"{'#':>5}  {'epoch':>5}  {'iter':>4}  {'event':<22}  handlers (microseconds)"]
-    colours = ["black"]
+        paused = (paused_at, resumed_at)
+    window = [e for e in entries if pause_seq - 8 <= e.seq <= pause_seq + 6] if pause_seq is not None else entries[:15]
+    lines = [(f"{'#':>5}  {'epoch':>5}  {'iter':>4}  {'event':<22}  handlers (microseconds)", "black")]
     for entry in window:
         ran = ", ".join(f"{_handler_label(name)} ({seconds * 1e6:.0f})" for name, seconds in entry.handlers) or "-"
         line = f"{entry.seq:>5}  {entry.epoch:>5}  {entry.iteration:>4}  {entry.event:<22}  {ran}"
         # Long handler lists wrap under the handlers column instead of running off the right edge.
         for piece in textwrap.wrap(line, width=_TEXT_COLUMNS, subsequent_indent=" " * _HANDLERS_COLUMN):
-            lines.append(piece)
-            colours.append("#08519c" if entry.handlers else "#555555")
+            lines.append((piece, "#08519c" if entry.handlers else "#555555"))
         if entry.seq == pause_seq:
-            lines.append("       -- paused here: the model inspected, a checkpoint saved, then resumed --")
-            colours.append("#d94801")
-    step = 1.0 / (len(lines) + 1)
-    for index, (line, colour) in enumerate(zip(lines, colours)):
-        near.text(0.0, 1.0 - (index + 0.5) * step, line, family="monospace", fontsize=7.5, color=colour,
-                  transform=near.transAxes, va="center")
-    figure.tight_layout()
-    return _png(figure)
+            lines.append(("       -- paused here: the model inspected, a checkpoint saved, then resumed --", "#d94801"))
+    return plotting.RunTimelineFigure(1000, 750, 100).render(
+        np.array([e.time for e in entries]), np.array([row_of[e.event] for e in entries]),
+        np.array([bool(e.handlers) for e in entries]), names, paused, lines,
+        ("every event the trainer fired", "around the pause: each event and the handlers that ran for it"),
+    )  # fmt: skip
 
 
 def _handler_label(name: str) -> str:

@@ -42,6 +42,8 @@ __all__ = [
     "LossCurves",
     "LossFigure",
     "Mark",
+    "Points",
+    "RunTimelineFigure",
     "TimelineFigure",
     "decimate_outputs",
     "is_loss_name",
@@ -87,6 +89,17 @@ class Mark:
     label: str
     colour: str = "#ff7f0e"
     style: str = "--"
+
+
+@dataclass(frozen=True)
+class Points:
+    """Extra points on the training-output axes (a replayed epoch's losses), with their legend ``label``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    label: str
+    colour: str = "#d62728"
+    marker: str = "o"
 
 
 @dataclass
@@ -233,8 +246,14 @@ class LossFigure(_AggFigure):
     def __init__(self, width: int = 640, height: int = 320, dpi: int = 80) -> None:
         super().__init__(width, height, dpi)
         figure = self.figure
-        self.axes = figure.add_axes((0.1, 0.34, 0.62, 0.58))
-        self.metric_axes = figure.add_axes((0.1, 0.12, 0.62, 0.17), sharex=self.axes)
+        # A narrow figure (a notebook cell beside a side bar) keeps the axes' width: legend below.
+        self._legend_below = width < 560
+        if self._legend_below:
+            self.axes = figure.add_axes((0.14, 0.47, 0.82, 0.46))
+            self.metric_axes = figure.add_axes((0.14, 0.26, 0.82, 0.15), sharex=self.axes)
+        else:
+            self.axes = figure.add_axes((0.1, 0.34, 0.62, 0.58))
+            self.metric_axes = figure.add_axes((0.1, 0.12, 0.62, 0.17), sharex=self.axes)
         for axes in (self.axes, self.metric_axes):
             axes.grid(True, alpha=0.3)
             axes.tick_params(labelsize=8)
@@ -251,6 +270,7 @@ class LossFigure(_AggFigure):
         self.axes.add_line(self._smooth)
         self._metric_lines: dict[str, Line2D] = {}
         self._mark_lines: list[Line2D] = []
+        self._point_lines: list[Line2D] = []
         self._message = self.axes.text(
             0.5, 0.5, "no iterations yet", transform=self.axes.transAxes, ha="center", va="center", color="gray"
         )
@@ -297,6 +317,21 @@ class LossFigure(_AggFigure):
                 line.set_label(mark.label)
         return self._mark_lines[: len(marks)]
 
+    def _set_points(self, points: Sequence[Points]) -> list[Line2D]:
+        while len(self._point_lines) < len(points):
+            line = Line2D([], [], linestyle="none", markersize=4, markerfacecolor="none", animated=True)
+            self.axes.add_line(line)
+            self._point_lines.append(line)
+        for index, line in enumerate(self._point_lines):
+            line.set_visible(index < len(points))
+            if index < len(points):
+                series = points[index]
+                line.set_data(np.asarray(series.x, dtype=float), np.asarray(series.y, dtype=float))
+                line.set_color(series.colour)
+                line.set_marker(series.marker)
+                line.set_label(series.label)
+        return self._point_lines[: len(points)]
+
     def draw(
         self,
         curves: LossCurves,
@@ -306,8 +341,9 @@ class LossFigure(_AggFigure):
         title: str = "",
         marks: Sequence[Mark] = (),
         x_max: float | None = None,
+        points: Sequence[Points] = (),
     ) -> None:
-        """Move the artists to show ``curves``, ``metrics`` and ``marks`` (without rendering)."""
+        """Move the artists to show ``curves``, ``metrics``, ``marks`` and ``points`` (without rendering)."""
         metrics = dict(metrics or {})
         banded = curves.band is not None
         if banded:
@@ -334,14 +370,31 @@ class LossFigure(_AggFigure):
         for name, line in self._metric_lines.items():
             line.set_visible(name in shown)
         mark_lines = self._set_marks(marks)
+        point_lines = self._set_points(points)
 
         loss_arrays = [curves.band[1], curves.band[2]] if banded else [curves.raw[1]]  # type: ignore[index]
         loss_arrays += [curves.smooth[1]] + [np.asarray(metrics[n][1], dtype=float) for n in shown if is_loss_name(n)]
+        loss_arrays += [np.asarray(p.y, dtype=float) for p in points]
         other_arrays = [np.asarray(metrics[n][1], dtype=float) for n in shown if not is_loss_name(n)]
+        xs = [curves.band[0] if banded else curves.raw[0], curves.smooth[0]] + [metrics[n][0] for n in shown]  # type: ignore[index]
+        xs += [np.asarray(p.x, dtype=float) for p in points]
+        self._set_limits(loss_arrays, other_arrays, xs, log_scale, max([x_max or 0.0, *(mark.x for mark in marks)]))
+
+        handles = [self._band if banded else self._raw, self._smooth]
+        handles += [self._metric_lines[name] for name in shown] + point_lines + mark_lines
+        handles = [handle for handle in handles if not handle.get_label().startswith("_")]
+        self._set_legend(handles)
+        self._title.set_text(title)
+
+    def _set_limits(self, loss_arrays: list, other_arrays: list, xs: list, log_scale: bool, x_max: float) -> None:
+        """Axis scales and limits from the arrays shown (coarse steps, so the saved background lasts)."""
         log = log_scale and _finite_range(loss_arrays, log=True) is not None
         self.axes.set_yscale("log" if log else "linear")
         loss_range = _finite_range(loss_arrays, log)
-        self.axes.set_ylim(*(_stepped(*_padded(*loss_range, log), log) if loss_range else (0.0, 1.0)))
+        limits = _stepped(*_padded(*loss_range, log), log) if loss_range else (0.0, 1.0)
+        if loss_range and not log and loss_range[0] >= 0:
+            limits = (max(0.0, limits[0]), limits[1])  # no room below 0 for what is never negative
+        self.axes.set_ylim(*limits)
         other_range = _finite_range(other_arrays, log=False)
         if other_range is None or (other_range[0] >= 0 and other_range[1] <= 1):
             # Accuracy-like metrics on their whole 0-1 range: noise does not look like swings.
@@ -349,24 +402,22 @@ class LossFigure(_AggFigure):
         else:
             self.metric_axes.set_ylim(*_stepped(*_padded(*other_range, log=False), log=False))
         self.metric_axes.set_ylabel("validation" if other_arrays else "", fontsize=8)
-        xs = [curves.band[0] if banded else curves.raw[0], curves.smooth[0]] + [metrics[n][0] for n in shown]  # type: ignore[index]
         x_range = _finite_range(xs, log=False)
-        high = max(x_max or 0.0, x_range[1] if x_range else 1.0, *(mark.x for mark in marks))
+        high = max(x_max, x_range[1] if x_range else 1.0)
         self.axes.set_xlim(0, _nice_ceiling(max(1.0, high * 1.02)))
 
-        handles = [self._band if banded else self._raw, self._smooth]
-        handles += [self._metric_lines[name] for name in shown] + mark_lines
-        handles = [handle for handle in handles if not handle.get_label().startswith("_")]
+    def _set_legend(self, handles: list) -> None:
         key = tuple((handle.get_label(), id(handle)) for handle in handles)
         if key != self._legend_key:
             if self._legend is not None:
                 self._legend.remove()
-            # Beside the axes, never over them.
-            self._legend = self.figure.legend(
-                handles=handles, loc="upper left", bbox_to_anchor=(0.735, 0.93), fontsize=7, frameon=False, borderaxespad=0
-            )
+            # Beside or below the axes, never over them.
+            if self._legend_below:
+                place = {"loc": "upper left", "bbox_to_anchor": (0.02, 0.115), "ncol": 3}
+            else:
+                place = {"loc": "upper left", "bbox_to_anchor": (0.735, 0.93)}
+            self._legend = self.figure.legend(handles=handles, fontsize=7, frameon=False, borderaxespad=0, **place)
             self._legend_key = key
-        self._title.set_text(title)
 
     def _look(self) -> tuple:
         """Everything the saved background shows."""
@@ -438,6 +489,50 @@ class TimelineFigure(_AggFigure):
         duration_range = _finite_range([np.asarray(handler_ms, dtype=float)], log=False)
         if duration_range is not None:
             self.duration_axes.set_ylim(0, max(duration_range[1] * 1.1, 1e-3))
+        return self.png()
+
+
+class RunTimelineFigure(_AggFigure):
+    """A whole run's events (``nbengine demo``'s ``timeline.png``): above, every event against time,
+    dark where handlers ran, with a paused span; below, a few events as text lines (each with its
+    colour), such as those around a pause with the handlers that ran. ``render(...)`` returns PNG bytes."""
+
+    def __init__(self, width: int = 1000, height: int = 750, dpi: int = 100) -> None:
+        super().__init__(width, height, dpi)
+        self.events_axes, self.text_axes = self.figure.subplots(2, 1, gridspec_kw={"height_ratios": [1, 1.15]})
+
+    def render(
+        self,
+        times: np.ndarray,
+        rows: np.ndarray,
+        handled: np.ndarray,
+        names: Sequence[str],
+        paused: tuple[float, float] | None,
+        lines: Sequence[tuple[str, str]],
+        titles: tuple[str, str] = ("every event the trainer fired", "some events and the handlers that ran for them"),
+    ) -> bytes:
+        """Events at ``times`` on rows ``rows`` (indices into ``names``), ``handled`` where a handler
+        ran; ``paused`` the (start, end) of a pause; ``lines`` the (text, colour) lines below."""
+        whole, near = self.events_axes, self.text_axes
+        times, rows, handled = np.asarray(times, dtype=float), np.asarray(rows, dtype=float), np.asarray(handled, dtype=bool)
+        whole.scatter(times[~handled], rows[~handled], marker="|", s=60, color="#9ecae1", label="no handler ran")
+        whole.scatter(times[handled], rows[handled], marker="|", s=90, color="#08519c", label="handlers ran")
+        if paused is not None:
+            whole.axvspan(*paused, color="#ff7f0e", alpha=0.3, label="paused")
+        whole.set_yticks(range(len(names)), [name.lower() for name in names], fontsize=7)
+        whole.invert_yaxis()
+        whole.set_xlabel("seconds since the timeline was attached", fontsize=8)
+        whole.set_title(titles[0], fontsize=10, loc="left")
+        # Above the axes, beside the title: inside them it hid the last events of the bottom rows.
+        whole.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=7, frameon=False)
+        whole.grid(True, axis="x", alpha=0.3)
+        near.axis("off")
+        near.set_title(titles[1], fontsize=10, loc="left")
+        step = 1.0 / (len(lines) + 1)
+        for index, (line, colour) in enumerate(lines):
+            near.text(0.0, 1.0 - (index + 0.5) * step, line, family="monospace", fontsize=7.5, color=colour,
+                      transform=near.transAxes, va="center")  # fmt: skip
+        self.figure.tight_layout()
         return self.png()
 
 
