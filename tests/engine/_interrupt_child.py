@@ -40,7 +40,7 @@ from nbengine.metrics import Accuracy
 
 MAX_EPOCHS = 3
 BATCH = 16
-WATCHDOG_S = 90
+WATCHDOG_S = 60
 MAX_RUN_CALLS = 8  # a scenario calls run() at most this often (a pause that never ends is seen, not looped on)
 
 TRAINER_EVENTS = [
