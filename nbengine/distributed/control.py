@@ -61,16 +61,23 @@ _MAX_EVERY = 10_000
 
 
 class _Agreement:
-    """The asynchronous MAX all-reduce of (log length, interrupt) that the ranks agree through."""
+    """The asynchronous MAX all-reduce of (log length, interrupt, proposed every) that the ranks agree
+    through, and the rounds: when the next one is due, and what this rank proposes for the one after."""
 
-    def __init__(self, group: Any) -> None:
+    def __init__(self, group: Any, every: int | None, interval: float) -> None:
         self.group = group
+        self.every = every
+        self.interval = interval
         self._work: Any = None
         self._flags: torch.Tensor | None = None
+        self.next_round = 0  # the iteration of the next round; 0: the next ITERATION_COMPLETED
+        self.round_every = every or 1
+        self._clock = (0, 0.0)  # (iteration, perf_counter) of the last round on this rank
 
-    def launch(self, known: int, interrupt: bool, proposed_every: int) -> None:
+    def launch(self, known: int, interrupt: bool, iteration: int) -> None:
         # MAX of -k is the smallest proposal.
-        flags = torch.tensor([known, int(interrupt), -proposed_every], dtype=torch.int64)
+        flags = torch.tensor([known, int(interrupt), -self._proposed_every(iteration)], dtype=torch.int64)
+        self.next_round = iteration + self.round_every
         if self.group is None:
             self._flags, self._work = flags, None
             return
@@ -87,7 +94,39 @@ class _Agreement:
             self._work.wait()
         self._flags = self._work = None
         known, interrupt, every = flags.tolist()
+        self.round_every = -every
         return known, bool(interrupt), -every
+
+    def restart(self) -> None:
+        """A stretch of driving ended: the next one starts with a round at its first iteration."""
+        self.next_round = 0
+        self._clock = (0, 0.0)
+
+    def _proposed_every(self, iteration: int) -> int:
+        if self.every is not None:
+            return self.every
+        now = time.perf_counter()
+        last_iteration, last_time = self._clock
+        self._clock = (iteration, now)
+        if last_time == 0.0 or iteration <= last_iteration or now <= last_time:
+            return 1
+        per_iteration = (now - last_time) / (iteration - last_iteration)
+        return max(1, min(_MAX_EVERY, int(self.interval / per_iteration)))
+
+
+def _check_arguments(engine: Any, every: Any, interval: Any, checkpoint: Any, replay: Any, load: Any) -> None:
+    if not isinstance(engine, Engine):
+        raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+        raise ValueError(f"every should be None or a positive number of iterations, got {every!r}")
+    if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
+        raise ValueError(f"interval should be a positive number of seconds, got {interval!r}")
+    if replay is not None and not isinstance(replay, EpochReplay):
+        raise TypeError(f"replay should be an EpochReplay or None, got {type(replay).__name__}: {replay!r}")
+    if checkpoint is not None and not callable(checkpoint):
+        raise TypeError(f"checkpoint should be a callable fn(engine) or None, got {checkpoint!r}")
+    if load is not None and not callable(load):
+        raise TypeError(f"load should be a callable fn(engine, path) or None, got {load!r}")
 
 
 class DistributedControl:
@@ -115,18 +154,7 @@ class DistributedControl:
     def __init__(self, engine: Engine, *, every: int | None = None, interval: float = 0.05,
                  checkpoint: Callable[[Engine], Any] | None = None, replay: EpochReplay | None = None,
                  store: dist.Store | None = None, load: Callable[[Engine, str], Any] | None = None) -> None:
-        if not isinstance(engine, Engine):
-            raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
-        if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
-            raise ValueError(f"every should be None or a positive number of iterations, got {every!r}")
-        if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not interval > 0:
-            raise ValueError(f"interval should be a positive number of seconds, got {interval!r}")
-        if replay is not None and not isinstance(replay, EpochReplay):
-            raise TypeError(f"replay should be an EpochReplay or None, got {type(replay).__name__}: {replay!r}")
-        if checkpoint is not None and not callable(checkpoint):
-            raise TypeError(f"checkpoint should be a callable fn(engine) or None, got {checkpoint!r}")
-        if load is not None and not callable(load):
-            raise TypeError(f"load should be a callable fn(engine, path) or None, got {load!r}")
+        _check_arguments(engine, every, interval, checkpoint, replay, load)
         if load is None and isinstance(getattr(checkpoint, "to_save", None), Mapping):
             load = _loader_of(checkpoint)
         self.loader = load
@@ -145,7 +173,7 @@ class DistributedControl:
         if self.rank == 0:
             self.log.announce()
         self._failures = FailureReporter(self.log, engine, self.rank, self.world_size)
-        self._agreement = _Agreement(dist.new_group(backend="gloo") if distributed else None)
+        self._agreement = _Agreement(dist.new_group(backend="gloo") if distributed else None, every, self.interval)
         self._known = 0
         self._applied = 0
         self._sigint = False
@@ -155,9 +183,6 @@ class DistributedControl:
         # stands still, waiting for the next request, until a step, resume or stop.
         self._loaded = False
         self._commands: dict[int, dict] = {}
-        self._next_round = 0  # the iteration of the next round; 0: the next ITERATION_COMPLETED
-        self._round_every = every or 1
-        self._round_clock = (0, 0.0)  # (iteration, perf_counter) of the last round on this rank
         engine.add_event_handler(Events.STARTED, self._check_same_seed)
         engine.add_event_handler(Events.ITERATION_COMPLETED, self._at_iteration_completed)
 
@@ -228,10 +253,9 @@ class DistributedControl:
     def _check_same_seed(self, engine: Engine) -> None:
         """A DeterministicEngine's seed decides every rank's shard and randomness: it must be the same."""
         seed = getattr(engine.state, "seed", None)
-        if self._agreement.group is None or seed is None:
+        if seed is None:
             return
-        seeds: list[Any] = [None] * self.world_size
-        dist.all_gather_object(seeds, seed, group=self._agreement.group)
+        seeds = _gathered(seed, self._agreement.group, self.world_size)
         if len(set(seeds)) > 1:
             raise ValueError(
                 f"the ranks' DeterministicEngine seeds differ ({seeds}, by rank): each rank would draw its own "
@@ -241,26 +265,12 @@ class DistributedControl:
 
     def _at_iteration_completed(self, engine: Engine) -> None:
         iteration = engine.state.iteration
-        if iteration < self._next_round:
+        if iteration < self._agreement.next_round:
             return
         agreed = self._agreement.collect()
-        if agreed is not None:
-            self._round_every = agreed[2]
-            if self._apply_while_running(agreed[0], agreed[1]):
-                return
-        self._agreement.launch(self._known, self._sigint, self._proposed_every(iteration))
-        self._next_round = iteration + self._round_every
-
-    def _proposed_every(self, iteration: int) -> int:
-        if self.every is not None:
-            return self.every
-        now = time.perf_counter()
-        last_iteration, last_time = self._round_clock
-        self._round_clock = (iteration, now)
-        if last_time == 0.0 or iteration <= last_iteration or now <= last_time:
-            return 1
-        per_iteration = (now - last_time) / (iteration - last_iteration)
-        return max(1, min(_MAX_EVERY, int(self.interval / per_iteration)))
+        if agreed is not None and self._apply_while_running(agreed[0], agreed[1]):
+            return
+        self._agreement.launch(self._known, self._sigint, iteration)
 
     def _apply_while_running(self, length: int, interrupt: bool) -> bool:
         """Apply the agreed requests at this boundary; True when the run stops or pauses here.
@@ -349,10 +359,8 @@ class DistributedControl:
     def _flush_agreement(self) -> None:
         """A stretch ended with an all-reduce in flight (the run ended or stepped to its end): finish it."""
         agreed = self._agreement.collect()
-        self._next_round = 0
-        self._round_clock = (0, 0.0)
+        self._agreement.restart()
         if agreed is not None:
-            self._round_every = agreed[2]
             self._known = max(self._known, agreed[0])
             if agreed[1]:
                 self._sigint = False
@@ -406,11 +414,7 @@ class DistributedControl:
         state = self.engine.state
         outcome = {"rank": self.rank, "path": path, "loaded": error is None, "error": error,
                    "epoch": state.epoch, "iteration": state.iteration}
-        outcomes = [outcome]
-        if self._agreement.group is not None:
-            outcomes = [None] * self.world_size
-            dist.all_gather_object(outcomes, outcome, group=self._agreement.group)
-        self.load_reports[seq] = outcomes
+        outcomes = self.load_reports[seq] = _gathered(outcome, self._agreement.group, self.world_size)
         if self.rank == 0:
             self.log.report_result(seq, outcomes)
 
@@ -425,6 +429,15 @@ class DistributedControl:
         if self._sigint:
             raise KeyboardInterrupt
         self._sigint = True
+
+
+def _gathered(value: Any, group: Any, world_size: int) -> list[Any]:
+    """Every rank's ``value``, by rank, gathered over ``group`` (just ``[value]`` on one process)."""
+    if group is None:
+        return [value]
+    values: list[Any] = [None] * world_size
+    dist.all_gather_object(values, value, group=group)
+    return values
 
 
 def _loader_of(checkpoint: Any) -> Callable[[Engine, str], None]:

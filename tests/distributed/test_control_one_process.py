@@ -204,7 +204,7 @@ def test_adaptive_rounds_agree_about_every_interval():
     training = Training()
     control = DistributedControl(training.trainer, interval=1e9)
     rounds = []
-    training.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: rounds.append(control._next_round))
+    training.trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: rounds.append(control._agreement.next_round))
     control.run(training.data, max_epochs=3)
     # The first round proposes 1, the second measures the step and proposes the most allowed.
     assert rounds[:3] == [2, 3, 3 + 10_000]
