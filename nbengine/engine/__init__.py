@@ -20,6 +20,7 @@ from nbengine.engine.events import (
     State,
 )
 from nbengine.engine.supervised import (
+    _check_arg,
     create_supervised_evaluator,
     create_supervised_trainer,
     supervised_evaluation_step,

@@ -10,16 +10,23 @@ created, not on the first iteration.
 
 All state lives in the model, the optimizer and the engine; a step function keeps none, so pausing
 and resuming between iterations changes nothing.
+
+As in ignite, whose factories are defined in ``ignite.engine`` itself, the factories check the
+device/``amp_mode``/``scaler`` combination with ``_check_arg`` and build their step with the step
+functions that ``nbengine.engine`` exports, looked up there when they are called: replacing
+``nbengine.engine.supervised_training_step`` (as ignite's tests do with ``ignite.engine``) changes
+what they build.
 """
 
 from __future__ import annotations
 
-import numbers
+import importlib.util
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nbengine._checks import check_callable, is_int
 from nbengine.utils.tensors import convert_tensor
 
 if TYPE_CHECKING:
@@ -94,8 +101,7 @@ def _check_optimizer(optimizer: Any) -> None:
 
 def _check_callables(**callables: Any) -> None:
     for name, value in callables.items():
-        if not callable(value):
-            raise TypeError(f"Argument {name} should be callable, got {value!r} ({type(value).__name__})")
+        check_callable(f"Argument {name}", value)
 
 
 def _check_device(device: Any) -> None:
@@ -104,11 +110,7 @@ def _check_device(device: Any) -> None:
 
 
 def _check_accumulation(gradient_accumulation_steps: Any) -> None:
-    if (
-        isinstance(gradient_accumulation_steps, bool)
-        or not isinstance(gradient_accumulation_steps, numbers.Integral)
-        or gradient_accumulation_steps < 1
-    ):
+    if not is_int(gradient_accumulation_steps) or gradient_accumulation_steps < 1:
         raise ValueError(
             "Gradient_accumulation_steps must be strictly positive. Argument gradient_accumulation_steps "
             "should be an integer >= 1 (1 means no accumulation), "
@@ -138,6 +140,18 @@ def _check_training_arguments(
         model_fn=model_fn,
     )
     _check_accumulation(gradient_accumulation_steps)
+
+
+def _autocast() -> Callable[..., Any]:
+    """``torch.amp.autocast``, imported when an amp step is created (so a replaced one is what it uses)."""
+    try:
+        from torch.amp import autocast
+    except ImportError as error:
+        raise ImportError(
+            "Please install torch>=1.12.0 to use amp_mode='amp'. amp_mode='amp' runs the forward pass under "
+            "torch.amp.autocast, and torch.amp cannot be imported"
+        ) from error
+    return autocast
 
 
 def _autocast_device_type(model: torch.nn.Module, device: str | torch.device | None) -> str:
@@ -296,6 +310,7 @@ def supervised_training_step_amp(
     ``scaler`` (a ``torch.amp.GradScaler``) the loss is scaled before ``backward`` and the optimizer
     is stepped through ``scaler.step`` followed by ``scaler.update``.
     """
+    autocast = _autocast()
     _check_training_arguments(
         model, optimizer, loss_fn, device, prepare_batch, model_transform, output_transform,
         gradient_accumulation_steps, model_fn,
@@ -306,7 +321,7 @@ def supervised_training_step_amp(
     if scaler is None:
         return _training_update(
             model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform,
-            gradient_accumulation_steps, model_fn, forward_context=lambda: torch.autocast(device_type=device_type),
+            gradient_accumulation_steps, model_fn, forward_context=lambda: autocast(device_type=device_type),
         )  # fmt: skip
 
     def scaled_step(optimizer: torch.optim.Optimizer) -> None:
@@ -315,7 +330,7 @@ def supervised_training_step_amp(
 
     return _training_update(
         model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform,
-        gradient_accumulation_steps, model_fn, forward_context=lambda: torch.autocast(device_type=device_type),
+        gradient_accumulation_steps, model_fn, forward_context=lambda: autocast(device_type=device_type),
         backward=lambda loss: scaler.scale(loss).backward(), optimizer_step=scaled_step,
     )  # fmt: skip
 
@@ -449,6 +464,7 @@ def supervised_evaluation_step_amp(
 ) -> Callable[[Engine, Any], Any]:
     """Like :func:`supervised_evaluation_step`, with the forward pass under ``torch.autocast``
     (on the device type chosen as in :func:`supervised_training_step_amp`)."""
+    autocast = _autocast()
     _check_evaluation_arguments(model, device, prepare_batch, model_transform, output_transform, model_fn)
     device_type = _autocast_device_type(model, device)
     eval_mode = _mode_keeper(model, training=False)
@@ -457,7 +473,7 @@ def supervised_evaluation_step_amp(
         eval_mode()
         with torch.no_grad():
             x, y = prepare_batch(batch, device=device, non_blocking=non_blocking)
-            with torch.autocast(device_type=device_type):
+            with autocast(device_type=device_type):
                 y_pred = model_transform(model_fn(model, x))
             return output_transform(x, y, y_pred)
 
@@ -472,13 +488,81 @@ def _device_type(device: str | torch.device | None) -> str | None:
     return None if device is None else torch.device(device).type
 
 
-def _check_amp_mode(amp_mode: Any, device_type: str | None, allowed: tuple[str, ...]) -> None:
+def _exported(name: str) -> Any:
+    """What the package ``nbengine.engine`` exports as ``name``, looked up when a factory runs.
+
+    ignite defines its factories in ``ignite.engine`` itself, so code that replaces
+    ``ignite.engine.supervised_training_step`` (or ``_check_arg``) changes what they build; looking the
+    step functions up here keeps that true of ``nbengine.engine``.
+    """
+    import nbengine.engine as package
+
+    return getattr(package, name)
+
+
+def _check_amp_mode(amp_mode: Any, allowed: tuple[str, ...]) -> None:
     if amp_mode is not None and amp_mode not in allowed:
         raise ValueError(f"Argument amp_mode should be None or one of {list(allowed)}, got {amp_mode!r}")
-    if amp_mode is not None and device_type in ("mps", "xla"):
+
+
+def _has_xla() -> bool:
+    return importlib.util.find_spec("torch_xla") is not None
+
+
+def _check_arg(
+    on_tpu: bool, on_mps: bool, amp_mode: str | None, scaler: Any, *, device_type: str = "cuda"
+) -> tuple[str | None, torch.amp.GradScaler | None]:
+    """Check the combination of device, ``amp_mode`` and ``scaler`` and say how to train (ignite's helper).
+
+    Returns ``(mode, scaler)``: ``mode`` is ``"tpu"`` on an XLA device, else ``amp_mode``; ``scaler`` is
+    the GradScaler to step through, or None. ``scaler=True`` creates one for ``device_type`` (the
+    device autocast runs on); a GradScaler instance is returned as given. Raises ``ValueError`` for
+    ``amp_mode`` on an MPS or XLA device and for a scaler without ``amp_mode="amp"``,
+    ``RuntimeError`` on XLA without torch_xla, ``TypeError`` for a scaler that is neither.
+    """
+    if on_mps and amp_mode:
         raise ValueError(
-            f"Argument amp_mode={amp_mode!r} cannot be used with a {device_type!r} device; use amp_mode=None there"
+            "amp_mode cannot be used with mps device. Consider using amp_mode=None or device='cuda'. "
+            f"Argument amp_mode={amp_mode!r} cannot be used with a 'mps' device"
         )
+    if on_tpu and not _has_xla():
+        raise RuntimeError(
+            "In order to run on TPU, please install PyTorch XLA. Argument device is an 'xla' device, and the "
+            "package 'torch_xla' is not installed: see https://github.com/pytorch/xla for installation"
+        )
+    if on_tpu and amp_mode:
+        raise ValueError(
+            "amp_mode cannot be used with xla device. Consider using amp_mode=None or device='cuda'. "
+            f"Argument amp_mode={amp_mode!r} cannot be used with a 'xla' device"
+        )
+    if scaler is None or scaler is False:
+        return ("tpu" if on_tpu else amp_mode), None
+    if amp_mode != "amp":
+        raise ValueError(
+            f"scaler argument is {scaler}, but amp_mode is {amp_mode}. Consider using amp_mode='amp'. "
+            f"Argument scaler={scaler!r} needs amp_mode='amp', got amp_mode={amp_mode!r}"
+        )
+    if scaler is True:
+        try:
+            from torch.amp import GradScaler
+        except ImportError as error:
+            raise ImportError(
+                "Please install torch>=2.3.1 to use scaler argument. Argument scaler=True creates a "
+                "torch.amp.GradScaler, and torch.amp cannot be imported"
+            ) from error
+        scaler = GradScaler(device_type)
+    elif not all(callable(getattr(scaler, method, None)) for method in ("scale", "step", "update")):
+        raise TypeError(f"Argument scaler should be a bool or a torch.amp.GradScaler, got {type(scaler).__name__}")
+    return ("tpu" if on_tpu else amp_mode), scaler
+
+
+def _scaler_device_type(model: Any, device: str | torch.device | None) -> str:
+    """The device type a created GradScaler is for: that of ``device``, else of the model's parameters."""
+    if device is not None:
+        return torch.device(device).type
+    if isinstance(model, torch.nn.Module):
+        return next((parameter.device.type for parameter in model.parameters()), "cpu")
+    return "cpu"
 
 
 def create_supervised_trainer(
@@ -509,32 +593,23 @@ def create_supervised_trainer(
     The model is never moved: move it to its device before creating the optimizer.
     """
     device_type = _device_type(device)
-    _check_amp_mode(amp_mode, device_type, ("amp", "apex"))
+    _check_amp_mode(amp_mode, ("amp", "apex"))
     if not isinstance(deterministic, bool):
         raise TypeError(f"Argument deterministic should be a bool, got {deterministic!r}")
-    if scaler is not False and scaler is not None:
-        if amp_mode != "amp":
-            raise ValueError(
-                f"scaler argument is {scaler}, but amp_mode is {amp_mode}. Consider using amp_mode='amp'. "
-                f"Argument scaler={scaler!r} needs amp_mode='amp', got amp_mode={amp_mode!r}"
-            )
-        if scaler is not True and not all(callable(getattr(scaler, m, None)) for m in ("scale", "step", "update")):
-            raise TypeError(f"Argument scaler should be a bool or a torch.amp.GradScaler, got {type(scaler).__name__}")
-
+    mode, step_scaler = _exported("_check_arg")(
+        device_type == "xla", device_type == "mps", amp_mode, scaler, device_type=_scaler_device_type(model, device)
+    )
     arguments = (model, optimizer, loss_fn, device, non_blocking, prepare_batch, model_transform, output_transform)
-    created_scaler: torch.amp.GradScaler | None = None
-    if device_type == "xla":
-        update = supervised_training_step_tpu(*arguments, gradient_accumulation_steps, model_fn)
-    elif amp_mode == "amp":
-        _check_model(model)
-        if scaler is True:
-            created_scaler = torch.amp.GradScaler(_autocast_device_type(model, device))
-        step_scaler = created_scaler if scaler is True else (scaler or None)
-        update = supervised_training_step_amp(*arguments, step_scaler, gradient_accumulation_steps, model_fn)
-    elif amp_mode == "apex":
-        update = supervised_training_step_apex(*arguments, gradient_accumulation_steps, model_fn)
+    if mode == "tpu":
+        update = _exported("supervised_training_step_tpu")(*arguments, gradient_accumulation_steps, model_fn)
+    elif mode == "amp":
+        update = _exported("supervised_training_step_amp")(
+            *arguments, step_scaler, gradient_accumulation_steps, model_fn
+        )
+    elif mode == "apex":
+        update = _exported("supervised_training_step_apex")(*arguments, gradient_accumulation_steps, model_fn)
     else:
-        update = supervised_training_step(*arguments, gradient_accumulation_steps, model_fn)
+        update = _exported("supervised_training_step")(*arguments, gradient_accumulation_steps, model_fn)
 
     if deterministic:
         from nbengine.engine.deterministic import DeterministicEngine
@@ -544,8 +619,9 @@ def create_supervised_trainer(
         from nbengine.engine.engine import Engine
 
         trainer = Engine(update)
-    if created_scaler is not None:
-        trainer.state.scaler = created_scaler
+    if scaler is True and step_scaler is not None:
+        # Created here, so only the engine knows it: kept in the state to be checkpointed.
+        trainer.state.scaler = step_scaler
     return trainer
 
 
@@ -571,7 +647,8 @@ def create_supervised_evaluator(
     from nbengine.metrics.metric import Metric
 
     device_type = _device_type(device)
-    _check_amp_mode(amp_mode, device_type, ("amp",))
+    _check_amp_mode(amp_mode, ("amp",))
+    mode, _ = _exported("_check_arg")(device_type == "xla", device_type == "mps", amp_mode, None)
     if metrics is None:
         metrics = {}
     if not isinstance(metrics, Mapping):
@@ -582,7 +659,7 @@ def create_supervised_evaluator(
                 f"Argument metrics should map str names to Metric instances, got {name!r}: {type(metric).__name__}"
             )
 
-    step = supervised_evaluation_step_amp if amp_mode == "amp" else supervised_evaluation_step
+    step = _exported("supervised_evaluation_step_amp" if mode == "amp" else "supervised_evaluation_step")
     evaluator = Engine(
         step(
             model,

@@ -2,6 +2,7 @@
 accumulation, AMP on CPU (bfloat16) and CUDA, and argument errors."""
 
 import importlib.util
+import sys
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from sklearn.metrics import accuracy_score
 
 from nbengine.engine import (
     Engine,
+    _check_arg,
     Events,
     create_supervised_evaluator,
     create_supervised_trainer,
@@ -351,7 +353,11 @@ def test_tpu_step_names_the_missing_package():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ModuleNotFoundError, match="needs PyTorch/XLA, and the package 'torch_xla' is not installed"):
         supervised_training_step_tpu(model, optimizer, torch.nn.CrossEntropyLoss())
-    with pytest.raises(ModuleNotFoundError, match="package 'torch_xla' is not installed"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^In order to run on TPU, please install PyTorch XLA\. Argument device is an 'xla' device, and the "
+        r"package 'torch_xla' is not installed: see https://github\.com/pytorch/xla for installation$",
+    ):
         create_supervised_trainer(model, optimizer, torch.nn.CrossEntropyLoss(), device="xla")
 
 
@@ -368,9 +374,9 @@ LOSS = torch.nn.MSELoss()
         (lambda: create_supervised_trainer(MODEL, "sgd", LOSS), TypeError,
          r"Argument optimizer should be a torch.optim.Optimizer \(with zero_grad\(\) and step\(\)\), got str"),
         (lambda: create_supervised_trainer(MODEL, OPTIMIZER, "mse"), TypeError,
-         r"Argument loss_fn should be callable, got 'mse' \(str\)"),
+         r"^Argument loss_fn should be callable, got 'mse' of type str$"),
         (lambda: create_supervised_trainer(MODEL, OPTIMIZER, LOSS, prepare_batch=None), TypeError,
-         r"Argument prepare_batch should be callable, got None \(NoneType\)"),
+         r"^Argument prepare_batch should be callable, got None of type NoneType$"),
         (lambda: create_supervised_trainer(MODEL, OPTIMIZER, LOSS, gradient_accumulation_steps=0), ValueError,
          r"Argument gradient_accumulation_steps should be an integer >= 1 \(1 means no accumulation\), got 0"),
         (lambda: create_supervised_trainer(MODEL, OPTIMIZER, LOSS, gradient_accumulation_steps=2.5), ValueError,
@@ -399,7 +405,7 @@ LOSS = torch.nn.MSELoss()
          r"Argument metrics should map str names to Metric instances, got 'acc': function"),
         (lambda: create_supervised_evaluator(MODEL, amp_mode="apex"), ValueError,
          r"Argument amp_mode should be None or one of \['amp'\], got 'apex'"),
-        (lambda: supervised_evaluation_step(MODEL, model_fn=3), TypeError, r"Argument model_fn should be callable, got 3"),
+        (lambda: supervised_evaluation_step(MODEL, model_fn=3), TypeError, r"^Argument model_fn should be callable, got 3 of type int$"),
         (lambda: supervised_evaluation_step_amp("model"), TypeError, "Argument model should be a torch.nn.Module, got str"),
     ],
 )
@@ -457,3 +463,96 @@ def test_cuda_trainer_moves_batches_and_accumulates_like_the_large_batch():
     ).run(large_batches)
     for a, b in zip(model_small.parameters(), model_large.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+# ignite's `_check_arg` and the factories' lookups through nbengine.engine (what ignite's tests rely on).
+
+
+def test_check_arg_returns_the_mode_and_the_scaler_to_step_through():
+    assert _check_arg(False, False, None, False) == (None, None)
+    assert _check_arg(False, False, None, None) == (None, None)
+    assert _check_arg(False, False, "amp", False) == ("amp", None)
+    assert _check_arg(False, False, "apex", False) == ("apex", None)
+    given = torch.amp.GradScaler("cpu")
+    assert _check_arg(False, False, "amp", given) == ("amp", given)
+    mode, created = _check_arg(False, False, "amp", True, device_type="cpu")
+    assert mode == "amp" and isinstance(created, torch.amp.GradScaler) and created is not given
+    assert created._device == "cpu" and created.is_enabled()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ((False, True, "amp", False), ValueError,
+         r"^amp_mode cannot be used with mps device\. Consider using amp_mode=None or device='cuda'\. "
+         r"Argument amp_mode='amp' cannot be used with a 'mps' device$"),
+        ((False, False, None, True), ValueError,
+         r"^scaler argument is True, but amp_mode is None\. Consider using amp_mode='amp'\. "
+         r"Argument scaler=True needs amp_mode='amp', got amp_mode=None$"),
+        ((False, False, "apex", True), ValueError, r"^scaler argument is True, but amp_mode is apex\. "),
+        ((False, False, "amp", "yes"), TypeError,
+         r"^Argument scaler should be a bool or a torch\.amp\.GradScaler, got str$"),
+    ],
+)
+def test_check_arg_refuses_bad_combinations(arguments, error, message):
+    with pytest.raises(error, match=message):
+        _check_arg(*arguments)
+
+
+@pytest.mark.skipif(HAS_XLA, reason="torch_xla is installed")
+def test_check_arg_refuses_an_xla_device_without_torch_xla():
+    with pytest.raises(RuntimeError, match=r"^In order to run on TPU, please install PyTorch XLA\. "):
+        _check_arg(True, False, None, False)
+
+
+def test_the_factories_use_the_step_functions_and_check_nbengine_engine_exports(monkeypatch):
+    import nbengine.engine as package
+
+    built = []
+
+    def training_step(*arguments):
+        built.append("train")
+        return supervised_training_step(*arguments)
+
+    def evaluation_step(*arguments, **keywords):
+        built.append("eval")
+        return supervised_evaluation_step(*arguments, **keywords)
+
+    monkeypatch.setattr(package, "supervised_training_step", training_step)
+    monkeypatch.setattr(package, "supervised_evaluation_step", evaluation_step)
+    model = mlp(seed=23)
+    trainer = create_supervised_trainer(model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.CrossEntropyLoss())
+    evaluator = create_supervised_evaluator(model, metrics={"acc": Accuracy()})
+    assert built == ["train", "eval"]
+    data = random_batches(count=2, size=8, seed=24)
+    assert isinstance(trainer.run(data).output, float)
+    assert 0.0 <= evaluator.run(data).metrics["acc"] <= 1.0
+
+    # A replaced _check_arg decides the mode and the scaler, as in ignite.
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    monkeypatch.setattr(package, "_check_arg", lambda *arguments, **keywords: (None, scaler))
+    trainer = create_supervised_trainer(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), torch.nn.CrossEntropyLoss(), scaler=True
+    )
+    assert trainer.state.scaler is scaler
+    assert built[-1] == "train"
+
+
+def test_amp_needs_torch_amp_and_says_so_when_it_cannot_be_imported(monkeypatch):
+    model = mlp(seed=25)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    monkeypatch.setitem(sys.modules, "torch.amp", None)
+    amp_message = (
+        r"^Please install torch>=1\.12\.0 to use amp_mode='amp'\. amp_mode='amp' runs the forward pass under "
+        r"torch\.amp\.autocast, and torch\.amp cannot be imported$"
+    )
+    with pytest.raises(ImportError, match=amp_message):
+        supervised_training_step_amp(model, optimizer, torch.nn.CrossEntropyLoss(), gradient_accumulation_steps=0)
+    with pytest.raises(ImportError, match=amp_message):
+        create_supervised_evaluator(model, amp_mode="amp")
+    with pytest.raises(
+        ImportError,
+        match=r"^Please install torch>=2\.3\.1 to use scaler argument\. Argument scaler=True creates a "
+        r"torch\.amp\.GradScaler, and torch\.amp cannot be imported$",
+    ):
+        create_supervised_trainer(model, optimizer, torch.nn.CrossEntropyLoss(), amp_mode="amp", scaler=True)
