@@ -61,10 +61,10 @@ def timeline_table_html(entries: Sequence[TimelineEntry], total: int, capacity: 
             for name, seconds in entry.handlers
         )
         rows.append(
-            f"<tr class='nbengine-timeline-row'><td>{entry.seq}</td><td><code>{entry.event.lower()}</code></td>"
+            f"<tr class='nbengine-timeline-row'><td>{entry.seq}</td><td><code>{_breakable_event(entry.event.lower())}</code></td>"
             f"<td>{entry.epoch}</td><td>{entry.iteration}</td>"
-            f"<td style='overflow-wrap:break-word;line-height:1.2;min-width:9em'>{handlers or '—'}</td>"
-            f"<td>{entry.time:.4f}</td></tr>"
+            f"<td style='overflow-wrap:anywhere;line-height:1.2;min-width:6em'>{handlers or '—'}</td>"
+            f"<td>{entry.time:.3f}</td></tr>"
         )
     caption = (
         f"<div class='nbengine-timeline-count' style='font-size:12px;color:#555'>{total} events recorded; "
@@ -74,11 +74,16 @@ def timeline_table_html(entries: Sequence[TimelineEntry], total: int, capacity: 
         rows.append("<tr><td colspan='6' style='color:#999'>no events yet</td></tr>")
     return (
         caption
-        + "<table class='nbengine-timeline' style='border-collapse:collapse;font-size:12px;width:100%'>"
+        + "<table class='nbengine-timeline' style='border-collapse:collapse;font-size:12px;width:100%;table-layout:auto'>"
         + head
         + "".join(rows)
         + "</table>"
     )
+
+
+def _breakable_event(name: str) -> str:
+    """An event name escaped, with a line-break opportunity after each underscore (narrow cells)."""
+    return "_<wbr>".join(html.escape(part) for part in name.split("_"))
 
 
 def _breakable(name: str) -> str:
@@ -109,7 +114,10 @@ class TimelineView:
         self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
         #: (width, height, dpi) of the plot image.
         self.plot_size = (480, 300, 80)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="480px", height="auto", flex="1 1 300px", min_width="0"))
+        # Shown at the size it is drawn at most (never stretched), shrinking with a narrow cell.
+        self.image = widgets.Image(
+            format="png", layout=widgets.Layout(width=f"{self.plot_size[0]}px", max_width="100%", height="auto", flex="0 1 auto", min_width="0")
+        )
         self.image.add_class("nbengine-timeline-plot")
         self._shown_count = -1
         self._plotted_count = -1

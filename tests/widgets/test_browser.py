@@ -173,6 +173,20 @@ def _buttons_inside_the_viewport(page, panel, width: int) -> None:
         assert reached == name, f"a click at the centre of {name!r} reaches {reached!r}"
 
 
+def _shot(page, panel, path: Path) -> None:
+    """A screenshot of the whole panel. JupyterLab scrolls the notebook inside a page that never
+    scrolls, so a panel taller than the window would be captured cut, with the rest of the picture
+    grey: the window is made tall enough for a moment, then given back its size."""
+    size = dict(page.viewport_size)
+    box = panel.bounding_box()
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(box["height"]) + 400)})
+    page.wait_for_timeout(300)  # JupyterLab lays the notebook out again
+    panel.scroll_into_view_if_needed()
+    panel.screenshot(path=str(path))
+    page.set_viewport_size(size)
+    page.wait_for_timeout(300)
+
+
 def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
     width = page.viewport_size["width"]
     page.goto(f"{base_url}/lab/tree/training_panel.ipynb?reset")
@@ -214,7 +228,7 @@ def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
     changes = _loss_changes(page, 20)
     assert changes >= 8, f"the loss plot changed {changes} times in 20 s of running"
     assert status.inner_text() == "running"
-    panel.screenshot(path=str(artifacts / "1-running.png"))
+    _shot(page, panel, artifacts / "1-running.png")
     _buttons_inside_the_viewport(page, panel, width)
 
     # Pause: the iteration shown stops changing; the plot shows the paused position.
@@ -227,7 +241,7 @@ def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
     page.wait_for_timeout(1500)  # several refresh periods of the panel: nothing may move meanwhile
     assert shown_iteration() == paused_at
     assert timeline_count.inner_text() == events_at_pause
-    panel.screenshot(path=str(artifacts / "2-paused.png"))
+    _shot(page, panel, artifacts / "2-paused.png")
 
     # Step: exactly one iteration more; the timeline and both plots follow.
     timeline_src_before_step = timeline_image.get_attribute("src")
@@ -247,7 +261,7 @@ def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
     assert rows.count() >= 4
     # The newest event at the top.
     assert "iteration_completed" in rows.nth(0).inner_text()
-    panel.screenshot(path=str(artifacts / "3-stepped.png"))
+    _shot(page, panel, artifacts / "3-stepped.png")
 
     # Save: the checkpoint appears in the dropdown, selected, and is marked on the plot.
     options = panel.locator(".nbengine-checkpoints select option")
@@ -261,7 +275,7 @@ def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
     selected = page.evaluate("() => { const s = document.querySelector('.nbengine-checkpoints select'); return s.options[s.selectedIndex].text; }")
     # The dropdown shows spaces as no-break spaces.
     assert f"iter {paused_at + 1} ·" in selected.replace("\xa0", " ")
-    panel.screenshot(path=str(artifacts / "4-saved.png"))
+    _shot(page, panel, artifacts / "4-saved.png")
 
     # Resume: the iteration advances again, and the loss plot keeps being redrawn.
     loss_src = loss_image.get_attribute("src")
@@ -274,7 +288,7 @@ def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
         arg=timeline_count.inner_text(),
         timeout=30_000,
     )
-    panel.screenshot(path=str(artifacts / "5-resumed.png"))
+    _shot(page, panel, artifacts / "5-resumed.png")
     _buttons_inside_the_viewport(page, panel, width)
 
     panel.locator("button.nbengine-stop").click()
