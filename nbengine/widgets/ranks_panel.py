@@ -3,16 +3,19 @@
 
 This module owns the panel's three parts and nothing of the job itself:
 
-- **controls**: Pause, Step, Step event, Step epoch, Resume, Stop, Save and Replay (of the epoch in
+- **controls**: Pause, Step, Step event, Step epoch, Resume, Stop, Save, Load (of the checkpoint
+  chosen in the list beside it: the job's checkpoint folder, newest first) and Replay (of the epoch in
   the box beside it) post requests to the job's command log through a ``RemoteRun``;
   ``DistributedControl`` applies each at one boundary on every rank, so every rank pauses, steps,
-  saves, replays and stops at the same place. A replay's report, one line per rank, is shown when the
-  ranks have published it. Load is shown off, with the reason: the command log has no load request.
-  A click never waits on a rank.
+  saves, loads, replays and stops at the same place (a Load on a running job pauses it first; the job
+  then stands at the loaded position until Resume or Step). A replay's report and a load's outcome,
+  one line per rank, are shown when the ranks have published them. A click never waits on a rank.
+  "Interrupt kernel" (■) is a Pause of the job while the panel is open (``RankJob.on_interrupt``).
 - **views** (standard ipywidgets, HTML and PNG only, so a saved notebook renders them): a State table
   with each rank's status, epoch and iteration; rank 0's training output (the loss) and the metrics
-  it reports (reduced over the ranks), drawn with ``nbengine.plotting.LossFigure``; and rank 0's recent events with their handler times
-  (``TimelineFigure``).
+  it reports (reduced over the ranks), drawn with ``nbengine.plotting.LossFigure``; and the recent
+  events of one rank with their handler times (``TimelineFigure``): rank 0's, or, chosen in the list
+  above it, another rank's, which that rank traces and publishes only while it is shown.
 - **refresh**: a daemon thread in the kernel reads the ranks' reports every ``interval`` seconds and
   updates the views (plots only when rank 0 reported something new); it ends with a last refresh
   when the job has ended, or on ``close()``.
@@ -35,11 +38,6 @@ from nbengine.plotting import LossFigure, TimelineFigure, decimate_outputs
 from nbengine.widgets.state_view import status_badge_html
 
 __all__ = ["RanksPanel"]
-
-#: Shown on the buttons that the multi-process panel cannot offer yet.
-NOT_IN_COMMAND_LOG = ("not available for a multi-process job yet: DistributedControl's command log has no "
-                      "load request")
-
 
 def ranks_table_html(ranks: list[dict | None]) -> str:
     """Each rank's status, epoch and iteration, one row per rank."""
@@ -90,13 +88,28 @@ class RanksPanel:
                                                    layout=widgets.Layout(width="140px"))
         self.replay_report = widgets.HTML()
         self.replay_report.add_class("nbengine-replay-report")
-        controls = widgets.HBox([*self.buttons.values(), self.replay_epoch],
+        self.checkpoints = widgets.Dropdown(options=[], description="checkpoint",
+                                            layout=widgets.Layout(width="auto", min_width="220px"))
+        self.checkpoints.add_class("nbengine-checkpoints")
+        self.load_report = widgets.HTML()
+        self.load_report.add_class("nbengine-load-report")
+        self._pending_load: int | None = None
+        self._listed: list[tuple[str, str]] = []
+        self.timeline_rank = widgets.Dropdown(options=[(f"rank {r}", r) for r in range(self.run.world_size)],
+                                              value=0, description="timeline of", layout=widgets.Layout(width="auto"))
+        self.timeline_rank.add_class("nbengine-timeline-rank")
+        self.timeline_rank.observe(self._on_timeline_rank, names="value")
+        controls = widgets.HBox([*self.buttons.values(), self.replay_epoch, self.checkpoints],
                                 layout=widgets.Layout(flex_flow="row wrap"))
-        plots = widgets.HBox([self.loss, self.timeline], layout=widgets.Layout(flex_flow="row wrap"))
+        plots = widgets.HBox([self.loss, widgets.VBox([self.timeline_rank, self.timeline])],
+                             layout=widgets.Layout(flex_flow="row wrap"))
         self.loss.add_class("nbengine-loss-plot")
         self.timeline.add_class("nbengine-timeline-plot")
-        self.widget = widgets.VBox([controls, self.status, self.state, self.replay_report, plots, self.error])
+        self.widget = widgets.VBox([controls, self.status, self.state, self.replay_report, self.load_report, plots,
+                                    self.error])
         self.widget.add_class("nbengine-ranks-panel")
+        # ■ pauses the job (at one boundary on every rank, and Resume continues) while the panel is open.
+        job.on_interrupt = self.run.pause
         self.refresh()
         self._thread = threading.Thread(target=self._refresh_loop, name="nbengine-ranks-panel", daemon=True)
         self._thread.start()
@@ -110,6 +123,7 @@ class RanksPanel:
             "Resume": self.run.resume,
             "Stop": self.run.stop,
             "Save": self.run.save,
+            "Load": self._load,
             "Replay": self._replay,
         }
         buttons = {}
@@ -118,10 +132,47 @@ class RanksPanel:
             button.add_class(_button_class(label))
             button.on_click(lambda _, label=label, action=action: self._request(label, action))
             buttons[label] = button
-        buttons["Load"] = widgets.Button(description="Load", disabled=True, tooltip=NOT_IN_COMMAND_LOG,
-                                         layout=widgets.Layout(width="auto"))
-        buttons["Load"].add_class(_button_class("Load"))
         return buttons
+
+    def _load(self) -> int:
+        path = self.checkpoints.value
+        if not path:
+            raise ValueError("no checkpoint is chosen: Save one first, then choose it in the list")
+        number = self.run.load(path)
+        self._pending_load = number
+        self.load_report.value = f"<i>load of {html.escape(path)} requested (request {number})</i>"
+        return number
+
+    def _show_load(self) -> None:
+        """Show a load's outcome on every rank once rank 0 has published it."""
+        if self._pending_load is None:
+            return
+        outcomes = self.run.result_if_ready(self._pending_load)
+        if outcomes is None:
+            return
+        self._pending_load = None
+        lines = "".join(
+            f"<li>rank {o['rank']}: " + (f"loaded {html.escape(o['path'])}: paused at epoch {o['epoch']}, iteration "
+                                         f"{o['iteration']}" if o["loaded"] else
+                                         f"not loaded ({html.escape(str(o['error']))}); still at iteration {o['iteration']}")
+            + "</li>" for o in outcomes)
+        self.load_report.value = f"<ul style='margin:0'>{lines}</ul>"
+
+    def _list_checkpoints(self) -> None:
+        listed = [(f"{info.path.name} · epoch {info.epoch} · iteration {info.iteration}", str(info.path))
+                  for info in self.run.checkpoints()]
+        if listed != self._listed:
+            chosen = self.checkpoints.value
+            self._listed = listed
+            self.checkpoints.options = listed
+            paths = [path for _, path in listed]
+            # The choice stays; a new checkpoint (newest first) is chosen when nothing was.
+            self.checkpoints.value = chosen if chosen in paths else (paths[0] if paths else None)
+
+    def _on_timeline_rank(self, change: dict) -> None:
+        rank = change["new"]
+        self.run.trace([rank] if rank else [])
+        self._drawn_events = None
 
     def _replay(self) -> int:
         number = self.run.replay(int(self.replay_epoch.value))
@@ -168,12 +219,14 @@ class RanksPanel:
         ranks = self._ranks = self.run.ranks()
         self.state.value = ranks_table_html(ranks)
         done = self.job.done
-        for label, button in self.buttons.items():
-            if label != "Load":
-                button.disabled = done
+        for button in self.buttons.values():
+            button.disabled = done
         if self._abilities is None and None not in ranks:
             self._abilities = self.run.abilities()
-        for label, kind, argument in (("Save", "save", "checkpoint="), ("Replay", "replay", "replay=EpochReplay(...)")):
+        if self._abilities is not None and self._abilities.get("load"):
+            self._list_checkpoints()
+        for label, kind, argument in (("Save", "save", "checkpoint="), ("Replay", "replay", "replay=EpochReplay(...)"),
+                                      ("Load", "load", "a Checkpoint as checkpoint= or load=")):
             if self._abilities is not None and not self._abilities.get(kind, False):
                 self.buttons[label].disabled = True
                 self.buttons[label].tooltip = f"this job's DistributedControl was made without {argument}"
@@ -182,6 +235,7 @@ class RanksPanel:
         else:
             self.status.value = self._status_html(self._last_request)
         self._show_replay()
+        self._show_load()
         self._draw_loss()
         self._draw_timeline()
 
@@ -197,8 +251,9 @@ class RanksPanel:
         self._drawn_outputs = drawn
 
     def _draw_timeline(self) -> None:
-        events = self.run.events()
-        if not events or events[-1] == self._drawn_events:
+        rank = int(self.timeline_rank.value or 0)
+        events = self.run.events(rank)
+        if not events or (rank, events[-1]) == self._drawn_events:
             return
         names = sorted({event[1] for event in events})
         times = np.array([event[0] for event in events])
@@ -206,8 +261,8 @@ class RanksPanel:
         handler_times = np.array([event[0] for event in events for _ in event[4]])
         handler_ms = np.array([seconds * 1000 for event in events for _, seconds in event[4]])
         self.timeline.value = self._timeline_figure.render(times, rows, names, handler_times, handler_ms,
-                                                           title="rank 0: recent events")
-        self._drawn_events = events[-1]
+                                                           title=f"rank {rank}: recent events")
+        self._drawn_events = (rank, events[-1])
 
     def _refresh_loop(self) -> None:
         while not self._closed.wait(self.interval):
@@ -224,6 +279,8 @@ class RanksPanel:
         """Stop refreshing and close the widgets (the job goes on)."""
         self._closed.set()
         self._thread.join(timeout=10)
+        if self.job.on_interrupt == self.run.pause:
+            self.job.on_interrupt = None
         self.widget.close()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:

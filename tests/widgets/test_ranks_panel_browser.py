@@ -1,8 +1,8 @@
 """``RanksPanel`` in a real browser: JupyterLab on 127.0.0.1 driven by Playwright through Debian's
 Chromium (the server and browser fixtures of ``test_browser.py``). A notebook launches a 2-process
 gloo job from a cell and shows the panel; the test clicks Pause (both ranks show the same iteration),
-Step (both advance by exactly one), Save (one checkpoint file), Resume (both go on) and Stop (both
-end, and no rank process is left). Screenshots are kept under ``test-artifacts/browser/ranks/``.
+Step (both advance by exactly one), Save (one checkpoint file), Load (both go back to it), Resume
+(both go on, rank 1's timeline shown) and Stop (both end, and no rank process is left). Screenshots are kept under ``test-artifacts/browser/ranks/``.
 """
 
 from __future__ import annotations
@@ -130,6 +130,20 @@ def _drive(page, base_url: str, out: Path, artifacts: Path) -> None:
         time.sleep(0.1)
     assert [path.name for path in (out / "checkpoints").glob("*.pt")] == [f"checkpoint_{at + 1}.pt"]
 
+    # Two more steps, then Load the checkpoint the list chose: both ranks are back at it.
+    panel.locator("button.nbengine-step").click()
+    wait_ranks(f"rows.every(([s, i]) => s === 'paused' && i === {at + 2})", "a second step on both ranks")
+    # (The page's select shows the chosen option's label: "checkpoint_<n>.pt · epoch e · iteration n".)
+    page.wait_for_function("() => (document.querySelector('.nbengine-checkpoints select')?.selectedOptions[0]"
+                           f"?.textContent ?? '').startsWith('checkpoint_{at + 1}.pt')", timeout=60_000)
+    panel.locator("button.nbengine-load").click()
+    wait_ranks(f"rows.every(([s, i]) => s === 'paused' && i === {at + 1})", "both ranks back at the checkpoint")
+    page.wait_for_function("() => (document.querySelector('.nbengine-load-report')?.textContent ?? '')"
+                           ".includes('rank 1: loaded')", timeout=60_000)
+    panel.screenshot(path=str(artifacts / "3b-loaded.png"))
+
+    # Rank 1's timeline, on demand.
+    panel.locator(".nbengine-timeline-rank select").select_option(label="rank 1")
     panel.locator("button.nbengine-resume").click()
     wait_ranks(f"rows.every(([s, i]) => s === 'running' && i > {at + 1})", "both ranks running on")
     panel.screenshot(path=str(artifacts / "4-resumed.png"))

@@ -1,7 +1,8 @@
 """``RanksPanel`` in a real Jupyter kernel over a real 2-process gloo job started from a cell, clicked
 over the protocol as a browser clicks: Pause leaves both ranks at the same iteration, Step advances
-both by exactly one, Save writes one checkpoint, Replay of an epoch reports for each rank, Resume goes
-on, Stop leaves no process behind. What
+both by exactly one, Save writes one checkpoint, Replay of an epoch reports for each rank, Load takes
+both back to the checkpoint, Resume goes on (with rank 1's timeline shown on demand), ■ pauses both,
+Stop leaves no process behind. What
 is checked is what the panel's widgets show (their state as sent to the front end)."""
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ panel
 """)
     pids = kernel.value("job.pids")
     button = {label: kernel.value(f"panel.buttons[{label!r}].model_id") for label in
-              ("Pause", "Step", "Save", "Replay", "Resume", "Stop")}
+              ("Pause", "Step", "Save", "Load", "Replay", "Resume", "Stop")}
     shown = Shown(kernel, kernel.value("panel.state.model_id"))
     shown.wait_for(lambda ranks: all(status == "running" for status, _, _ in ranks), "both ranks running")
 
@@ -110,9 +111,40 @@ panel
     assert kernel.widget_state[report_id]["value"] == (
         f"<ul style='margin:0'><li>rank 0: {reproduced}</li><li>rank 1: {reproduced}</li></ul>")
 
+    # Load the checkpoint saved above (the list chose it): both ranks go back to where it was taken.
+    assert kernel.value("panel.checkpoints.value") == str(folder / f"checkpoint_{iteration + 1}.pt")
+    kernel.click(button["Load"])
+    back = shown.wait_for(lambda ranks: all(status == "paused" and it == iteration + 1 for status, _, it in ranks),
+                          "both ranks back at the saved iteration")
+    assert back[0] == back[1]
+    load_id = kernel.value("panel.load_report.model_id")
+    deadline = time.monotonic() + DEADLINE
+    while "rank 1:" not in kernel.widget_state.get(load_id, {}).get("value", ""):
+        assert time.monotonic() < deadline, "the load's outcome did not appear"
+        kernel.drain(0.2)
+    saved = folder / f"checkpoint_{iteration + 1}.pt"
+    assert kernel.widget_state[load_id]["value"] == "<ul style='margin:0'>" + "".join(
+        f"<li>rank {r}: loaded {saved}: paused at epoch {epoch}, iteration {iteration + 1}</li>" for r in (0, 1)
+    ) + "</ul>"
+
+    # The timeline of rank 1, on demand: rank 1 reports its events while it is shown.
+    kernel.execute("panel.timeline_rank.value = 1")
     kernel.click(button["Resume"])
     shown.wait_for(lambda ranks: all(status == "running" and it > iteration + 1 for status, _, it in ranks),
                    "both ranks running on after Resume")
+    deadline = time.monotonic() + DEADLINE
+    while not kernel.value("len(panel.run.events(1)) > 0"):
+        assert time.monotonic() < deadline, "rank 1 did not report its events"
+        time.sleep(0.2)
+
+    # ■ while no cell runs: the panel makes it a Pause of both ranks, and Resume goes on.
+    kernel.manager.interrupt_kernel()
+    interrupted = shown.wait_for(lambda ranks: all(status == "paused" for status, _, _ in ranks),
+                                 "both ranks paused by ■")
+    assert interrupted[0] == interrupted[1]
+    kernel.click(button["Resume"])
+    shown.wait_for(lambda ranks: all(status == "running" and it > interrupted[0][2] for status, _, it in ranks),
+                   "both ranks running on after the second Resume")
 
     kernel.click(button["Stop"])
     ended = shown.wait_for(lambda ranks: all(status == "done" for status, _, _ in ranks), "both ranks done")
