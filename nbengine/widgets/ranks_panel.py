@@ -96,7 +96,7 @@ class RanksPanel:
         self._pending_load: int | None = None
         self._listed: list[tuple[str, str]] = []
         self.timeline_rank = widgets.Dropdown(options=[(f"rank {r}", r) for r in range(self.run.world_size)],
-                                              value=0, description="timeline of", layout=widgets.Layout(width="auto"))
+                                              value=0, description="timeline of", layout=widgets.Layout(width="220px"))
         self.timeline_rank.add_class("nbengine-timeline-rank")
         self.timeline_rank.observe(self._on_timeline_rank, names="value")
         controls = widgets.HBox([*self.buttons.values(), self.replay_epoch, self.checkpoints],
@@ -172,6 +172,8 @@ class RanksPanel:
     def _on_timeline_rank(self, change: dict) -> None:
         rank = change["new"]
         self.run.trace([rank] if rank else [])
+        # No other rank's events under this rank's name: blank until the chosen rank has reported.
+        self.timeline.value = b""
         self._drawn_events = None
 
     def _replay(self) -> int:
