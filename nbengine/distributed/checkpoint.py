@@ -30,18 +30,28 @@ __all__ = ["RankStates", "load_job_checkpoint"]
 
 
 class RankStates:
-    """Checkpoint entry holding ``engine.state_dict()`` of every rank of the job."""
+    """Checkpoint entry holding ``engine.state_dict()`` of every rank of the job.
 
-    def __init__(self, engine: Engine) -> None:
+    The states are gathered over ``group`` (the default group when None). Under NCCL a gather of
+    Python objects runs on the current CUDA device, which must be this rank's own (``idist.initialize``
+    and ``Parallel`` select it): ``state_dict()`` refuses to gather otherwise, since ranks sharing one
+    device would wait for each other forever. Pass a gloo group to keep the gather off the GPUs.
+    """
+
+    def __init__(self, engine: Engine, group: Any = None) -> None:
         if not isinstance(engine, Engine):
             raise TypeError(f"engine should be an nbengine Engine, got {type(engine).__name__}: {engine!r}")
         self.engine = engine
+        self.group = group
 
     def state_dict(self) -> dict[str, Any]:
         """``{"world_size": W, "ranks": [state of rank 0, ..., state of rank W-1]}`` (collective)."""
         own = dict(self.engine.state_dict())
-        ranks = idist.all_gather(own) if idist.get_world_size() > 1 else [own]
-        return {"world_size": idist.get_world_size(), "ranks": list(ranks)}
+        if idist.get_world_size() == 1:
+            return {"world_size": 1, "ranks": [own]}
+        if self.group is None:
+            _check_nccl_device()
+        return {"world_size": idist.get_world_size(), "ranks": list(idist.all_gather(own, group=self.group))}
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Load this rank's entry into the engine; refuses a checkpoint of another world size."""
@@ -80,3 +90,19 @@ def load_job_checkpoint(to_load: Mapping, path: str) -> None:
                 raise ValueError(f"{path} has no entry {key!r} for the RankStates of to_load")
             RankStates.check(saved[key])
     Checkpoint.load_objects(to_load=to_load, checkpoint=saved)
+
+
+def _check_nccl_device(cuda: Any = None, backend: str | None = None) -> None:
+    """Under NCCL, refuse to gather objects on a CUDA device other than this rank's own (``cuda`` and
+    ``backend`` stand for ``torch.cuda`` and the job's backend)."""
+    if (backend or idist.backend()) != "nccl":
+        return
+    if cuda is None:
+        import torch.cuda as cuda
+    local_rank = idist.get_local_rank()
+    if cuda.current_device() != local_rank:
+        raise RuntimeError(
+            f"RankStates gathers every rank's state over NCCL on the current CUDA device, which is cuda:"
+            f"{cuda.current_device()} on local rank {local_rank}: call torch.cuda.set_device({local_rank}) first "
+            "(idist.initialize and Parallel do), or pass a gloo group: RankStates(engine, group=...)"
+        )

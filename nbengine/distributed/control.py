@@ -30,6 +30,11 @@ once; calling ``run()`` again continues. A second SIGINT before that boundary ra
 The engine is driven in its background thread (``start``/``resume``), so that SIGINT reaches this
 component on the main thread rather than the engine's own per-process handler.
 
+Under NCCL (GPU ranks) the agreement, the seed check and the gathering of load and replay reports run
+on a gloo group of their own, on CPU tensors: they never wait behind the GPU's stream, and no Python
+object travels through a GPU. (NCCL itself could not be tested on the CPU-only machines this was
+built on; the code paths are the same as gloo's except for that group.)
+
 A rank that fails reports it in the store and leaves the process group, so that the other ranks' next
 collective fails instead of waiting; they stop with a :class:`RankFailedError` naming the failed rank
 (see :mod:`nbengine.distributed.failures`).
@@ -393,7 +398,7 @@ class DistributedControl:
         elif kind == "replay":
             from nbengine.distributed.replay import replay_epoch
 
-            reports = replay_epoch(self.replay_handler, command["epoch"])
+            reports = replay_epoch(self.replay_handler, command["epoch"], group=self._agreement.group)
             self.replay_reports[seq] = reports
             if self.rank == 0:
                 self.log.report_result(seq, reports)

@@ -18,10 +18,12 @@ from nbengine.handlers import EpochReplay
 __all__ = ["replay_epoch"]
 
 
-def replay_epoch(replay: EpochReplay, epoch: int, **options: Any) -> list[dict[str, Any]]:
+def replay_epoch(replay: EpochReplay, epoch: int, group: Any = None, **options: Any) -> list[dict[str, Any]]:
     """Replay ``epoch`` on this rank (every rank must call it) and return every rank's summary, by rank:
     ``{"rank", "epoch", "iterations", "reproduced", "first_divergent_iteration", "max_abs_diff", "text"}``.
 
+    The summaries are gathered over ``group`` (the default group when None; ``DistributedControl``
+    passes its gloo group, so that under NCCL no Python object travels through the GPUs).
     ``options`` go to :meth:`EpochReplay.replay_epoch` (``modify``, ``atol``, ``continue_from_replay``).
     """
     if not isinstance(replay, EpochReplay):
@@ -36,4 +38,4 @@ def replay_epoch(replay: EpochReplay, epoch: int, **options: Any) -> list[dict[s
         "max_abs_diff": report.max_abs_diff,
         "text": str(report),
     }
-    return list(idist.all_gather(summary)) if idist.get_world_size() > 1 else [summary]
+    return list(idist.all_gather(summary, group=group)) if idist.get_world_size() > 1 else [summary]

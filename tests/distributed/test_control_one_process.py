@@ -240,3 +240,16 @@ def test_rank_states_refuse_another_world_size():
 def test_bad_arguments_are_refused(make, error, match):
     with pytest.raises(error, match=match):
         make(Engine(lambda engine, batch: None))
+
+
+def test_rank_states_refuse_to_gather_over_nccl_on_another_ranks_device():
+    # No GPU here: torch.cuda is stood for by an object with the one function the check reads (this
+    # process is local rank 0).
+    from types import SimpleNamespace
+
+    on_device_one = SimpleNamespace(current_device=lambda: 1)
+    with pytest.raises(RuntimeError, match=r"^RankStates gathers every rank's state over NCCL on the current CUDA "
+                                           r"device, which is cuda:1 on local rank 0: call torch\.cuda\.set_device\(0\)"):
+        checkpoint_module._check_nccl_device(on_device_one, "nccl")
+    checkpoint_module._check_nccl_device(SimpleNamespace(current_device=lambda: 0), "nccl")
+    checkpoint_module._check_nccl_device(on_device_one, "gloo")
