@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import torch
 
 from nbengine.engine import Engine, Events
 from nbengine.handlers import Checkpoint, DiskSaver, EventTimeline
