@@ -52,6 +52,7 @@ from nbengine.engine import Engine  # noqa: E402
 PLAIN = "plain DDP loop"
 ENGINE = "nbengine Engine"
 CONTROL = "nbengine + control (default)"
+IGNITE = "ignite Engine + idist"
 
 
 def _timed(body: Callable[[], None], iterations: int) -> Callable[[], tuple[float, float]]:
@@ -109,17 +110,27 @@ def _cases(work: Mlp, iterations: int) -> tuple[dict[str, Callable[[], tuple]], 
             work.update(batch)
 
     engine = Engine(work.step)
-    controlled = {every: Engine(work.step) for every in (None, 1)}
+    background = Engine(work.step)
+
+    def in_background() -> None:
+        background.start(work.data, max_epochs=1)
+        background.wait()
+
+    controlled = {every: Engine(work.step) for every in (None, 1, 10**6)}
     controls = {every: DistributedControl(trainer, every=every) for every, trainer in controlled.items()}
     cases = {
         PLAIN: _timed(plain, iterations),
         ENGINE: _timed(lambda: engine.run(work.data, max_epochs=1), iterations),
+        # What DistributedControl.run does besides agreeing: drive the engine in its background thread.
+        "nbengine Engine, background": _timed(in_background, iterations),
+        # Its handler with a single round per pass: the per-iteration check without the all-reduces.
+        "nbengine + control (1 round)": _timed(lambda: controls[10**6].run(work.data, max_epochs=1), iterations),
         CONTROL: _timed(lambda: controls[None].run(work.data, max_epochs=1), iterations),
         "nbengine + control (every=1)": _timed(lambda: controls[1].run(work.data, max_epochs=1), iterations),
     }
     ignite_case, ignite_note = _ignite_case(work, iterations)
     if ignite_case is not None:
-        cases["ignite Engine + idist"] = ignite_case
+        cases[IGNITE] = ignite_case
     return cases, ignite_note
 
 
@@ -175,6 +186,11 @@ def _report(samples: tuple[dict[str, list[float]], ...], iterations: int, rounds
     print()
     _verdict("wall time", wall, rounds)
     _verdict("CPU time", cpu, rounds)
+    if IGNITE in wall:
+        spread, low, high = _paired(wall, IGNITE, ENGINE)
+        print(f"for scale: ignite's Engine / nbengine's Engine, wall time: {spread:.3f} (quartiles {low:.3f}-{high:.3f});"
+              " their engines differ by a few us per iteration, a fraction of a percent of this step, so what this "
+              "shows beyond that is the spread the machine adds to any two cases")
     step = statistics.median(wall[ENGINE])
     print(f"the control's own handler on the training thread: {handler * 1e6:.1f} us per iteration, "
           f"{100 * handler / step:.2f}% of the Engine's median step ({step * 1e6:.0f} us)")
