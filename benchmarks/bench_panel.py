@@ -20,6 +20,7 @@ instead of its helper process: the measurement behind that choice.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -84,6 +85,8 @@ def main() -> None:
     panel.wait()
 
     ratios, rates, bare_speeds, panel_speeds, cpu_ratios = [], [], [], [], []
+    # The machine may be shared: its load, which makes the slices noisy, is reported with the figures.
+    loads = [os.getloadavg()[0]]
     for index in range(pairs):
         # Alternate which goes first, so neither always follows the other.
         order = [bare, with_panel] if index % 2 == 0 else [with_panel, bare]
@@ -99,14 +102,16 @@ def main() -> None:
         panel_speeds.append(speed[with_panel])
         ratios.append(speed[with_panel] / speed[bare])
         cpu_ratios.append(cpu[with_panel] / cpu[bare])
+        loads.append(os.getloadavg()[0])
 
     where = "in the kernel's process" if panel._renderer.in_process else "in its helper process"
     print(f"MLP 32-64-10, batch 64, SGD, 1 thread, batches from a list; {pairs} pairs of {seconds:.0f}-s slices")
-    print(f"panel drawing {where}")
+    print(f"panel drawing {where}; load average (1 min) during the pairs: median {statistics.median(loads):.1f} (min {min(loads):.1f}, max {max(loads):.1f}) on {os.cpu_count()} CPUs")
     print(f"{'engine':<16}{'median it/s':>14}{'median us/iter':>16}")
     for name, speeds in (("no panel", bare_speeds), ("TrainingPanel", panel_speeds)):
         print(f"{name:<16}{statistics.median(speeds):>14.0f}{1e6 / statistics.median(speeds):>16.1f}")
-    print(f"throughput with panel ÷ without, median of pairs: {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
+    print(f"throughput with panel ÷ without, median of pairs: {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}); "
+          f"ratio of the median speeds: {statistics.median(panel_speeds) / statistics.median(bare_speeds):.3f}")
     print(f"loss-plot redraws per second of running, median of slices: {statistics.median(rates):.2f} (min {min(rates):.2f})")
     print(
         "CPU per iteration with panel ÷ without (this process's threads and the drawing process), "

@@ -3,7 +3,9 @@ the drawing of the image when the refresh rule (``refresh.PlotSchedule``) says i
 
 This module owns what is drawn and at which size. The image is drawn at ``size`` pixels and shown
 at that width at most (never stretched), so its text keeps its size; its legend sits under the
-axes when the image is narrow. The drawing itself is ``nbengine.plotting``'s, done by the
+axes when the image is narrow. The position it shows ("epoch 3, iteration 120 (ITERATION_COMPLETED)")
+is a caption above the image, put on screen with it: rasterizing that text, which changes with
+every drawing, was a third of a drawing's cost. The drawing itself is ``nbengine.plotting``'s, done by the
 renderer the panel gives (a helper process, so drawing never holds the kernel's interpreter lock).
 """
 
@@ -39,12 +41,14 @@ class LossView:
             format="png", layout=widgets.Layout(width=f"{size[0]}px", max_width="100%", height="auto", min_width="0")
         )
         self.image.add_class("nbengine-loss-plot")
+        self.caption = widgets.HTML(layout=widgets.Layout(min_width="0"))
+        self.caption.add_class("nbengine-loss-title")
         self.log_scale = widgets.Checkbox(value=False, description="log scale", indent=False)
         self.note = widgets.HTML(f"<span class='nbengine-note' style='color:#757575;font-size:12px'>{html.escape(note)}</span>")
         #: Loss plots drawn so far.
         self.drawn = 0
         self.widget = widgets.VBox(
-            [self.image, widgets.HBox([self.log_scale, self.note], layout=widgets.Layout(flex_flow="row wrap"))],
+            [self.caption, self.image, widgets.HBox([self.log_scale, self.note], layout=widgets.Layout(flex_flow="row wrap"))],
             layout=widgets.Layout(flex=f"1 1 {min(size[0], 360)}px", max_width=f"{size[0]}px", min_width="0"),
         )
 
@@ -63,10 +67,12 @@ class LossView:
         data = self.source.loss_data()
         curves = plotting.decimate_outputs(data.iterations, data.outputs)
         marks = [plotting.Mark(x, "checkpoints" if index == 0 else "_checkpoint", "#9467bd", ":") for index, x in enumerate(signature[5])]
-        options = {"log_scale": signature[3], "title": signature[1], "marks": marks}
+        options = {"log_scale": signature[3], "title": "", "marks": marks}
         png = self._render("loss", self.size, (curves, data.metrics), options)
+        caption = f"<span style='font-size:12px;color:#333'>{html.escape(signature[1])}</span>"
 
         def show() -> None:
+            self.caption.value = caption
             self.image.value = png
             self.drawn += 1
 

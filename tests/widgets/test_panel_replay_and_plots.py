@@ -116,6 +116,8 @@ def test_the_loss_plot_reads_a_given_history(make_panel):
     # Drawn at the size it is shown at most (never stretched): (480, 340) by default.
     assert png_size(panel.loss_image.value) == panel.loss_plot_size[:2] == (480, 340)
     assert panel.loss_image.layout.width == "480px" and panel.loss_image.layout.max_width == "100%"
+    # The position the picture shows, as its caption (put on screen with it).
+    assert "epoch 3, iteration 15 (COMPLETED)" in panel.loss_view.caption.value
 
 
 def test_the_own_recorder_and_the_evaluator_metrics_feed_the_loss_plot(make_panel):
