@@ -126,11 +126,7 @@ class CellGuard:
     def _wanted_by_user(self) -> bool:
         """Whether the user code waits for the engine or asked it for something (then the park ends)."""
         engine = self._engine
-        if (
-            getattr(engine, "_pause_requested", False)
-            or getattr(engine, "_should_terminate", False)
-            or getattr(engine, "_boundary_calls", None)
-        ):
+        if engine.pending_requests:
             return True
         frame = sys._current_frames().get(self._user_thread) if self._user_thread is not None else None
         wait_code = self._wait_code
@@ -155,8 +151,7 @@ class CellGuard:
     # ------------------------------------------------------------------ user side
 
     def _background_active(self) -> bool:
-        thread = getattr(self._engine, "_thread", None)
-        return self._engine.status == _RUNNING and thread is not None and thread.is_alive()
+        return self._engine.status == _RUNNING and self._engine.in_background
 
     def __enter__(self) -> CellGuard:
         self._depth += 1

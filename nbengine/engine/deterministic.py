@@ -64,6 +64,7 @@ import functools
 import inspect
 import itertools
 import numbers
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -80,7 +81,11 @@ from torch.utils.data.sampler import (
     WeightedRandomSampler,
 )
 
+from nbengine.engine._ignite_compat import _get_rng_states, _repr_rng_state, _set_rng_states  # noqa: F401 (ignite's names)
+from nbengine.engine.data import DataStream
+from nbengine.engine.driver import RUNNING
 from nbengine.engine.engine import Engine
+from nbengine.engine.state_dict import DETERMINISTIC_KEYS, parse_deterministic
 from nbengine.engine.events import Events, State
 from nbengine.engine.sample_seeding import GRANULARITIES, SeededSamples, keyed_batches
 from nbengine.utils.seed import (
@@ -146,6 +151,11 @@ def update_dataloader(dataloader: DataLoader, new_batch_sampler: Any) -> DataLoa
     (``batch_size=None``) gets it as its ``sampler``."""
     if not isinstance(dataloader, DataLoader):
         raise TypeError(f"dataloader should be a torch.utils.data.DataLoader, got {type(dataloader).__name__}")
+    if not hasattr(dataloader, "dataset"):
+        raise TypeError(
+            f"dataloader of type {type(dataloader).__name__} has no dataset attribute, so it cannot be rebuilt "
+            "with another batch sampler; give a DataLoader made by DataLoader.__init__"
+        )
     if isinstance(dataloader.dataset, IterableDataset):
         raise ValueError(
             "dataloader iterates an IterableDataset, which has no sampler to replace; "
@@ -218,11 +228,18 @@ def _same_batches(first: list, second: list) -> bool:
 
 
 class ReproducibleBatchSampler(BatchSampler):
-    """Wraps a batch sampler so that the order of each pass over the data is a pure function of
-    ``(seed, epoch)``, where ``epoch`` counts passes from 0 (set it with ``set_epoch``), and so that
-    an iteration can start at any batch (``start_iteration``) without drawing the skipped ones.
+    """Wraps a batch sampler so that an iteration can start at any batch of the pass
+    (``start_iteration``, reset to None when the first batch is drawn), and, given a ``seed``, so
+    that the order of each pass is a pure function of ``(seed, epoch)``, where ``epoch`` counts
+    passes from 0 (set it with ``set_epoch``) and the skipped batches are not drawn.
 
-    The order is drawn from a ``torch.Generator`` seeded from ``(seed, epoch)``. What
+    Without a seed (``seed=None``, the default, as pytorch-ignite's class is used on its own), each
+    pass is what the wrapped batch sampler yields, drawn whole when its first batch is asked for,
+    with the global generators as the wrapped sampler draws them: seeding those before each pass
+    reproduces it, ``set_epoch`` is not needed, and the wrapped sampler's own ``set_epoch`` is the
+    caller's to call. A ``DeterministicEngine`` gives the sampler of its data the run's seed.
+
+    With a seed, the order is drawn from a ``torch.Generator`` seeded from ``(seed, epoch)``. What
     ``DataLoader(shuffle=True/False)`` builds (a BatchSampler over a RandomSampler without
     replacement, or over a SequentialSampler) is drawn directly, as one permutation of the pass.
     Otherwise the generator is lent in place of the ``generator`` attribute of each sampler in the chain
@@ -232,7 +249,8 @@ class ReproducibleBatchSampler(BatchSampler):
     state of their own and are refused with a ``ValueError``.
 
     ``iter()`` draws the whole pass at once (the order of a pass is cached) and yields from
-    ``start_iteration``, which is reset to None when the first batch is drawn.
+    ``start_iteration``, which is reset to None when the first batch is drawn. (Samplers are
+    probed, and refused, also when no seed is given yet.)
 
     >>> from torch.utils.data import BatchSampler, RandomSampler
     >>> sampler = ReproducibleBatchSampler(BatchSampler(RandomSampler(range(6)), 2, False), seed=5)
@@ -245,14 +263,15 @@ class ReproducibleBatchSampler(BatchSampler):
     [0, 1, 2, 3, 4, 5]
     """
 
-    def __init__(self, batch_sampler: Any, start_iteration: int | None = None, *, seed: int = 0) -> None:
+    def __init__(self, batch_sampler: Any, start_iteration: int | None = None, *, seed: int | None = None) -> None:
         # BatchSampler.__init__ is not called: it validates a batch_size and drop_last this class has not.
         if isinstance(batch_sampler, ReproducibleBatchSampler):
             batch_sampler = batch_sampler.batch_sampler
-        if not isinstance(batch_sampler, Iterable):
+        if not isinstance(batch_sampler, Iterable) or isinstance(batch_sampler, (str, bytes, Mapping)):
             raise TypeError(
-                f"batch_sampler should be an iterable of batches of indices (e.g. a torch BatchSampler), "
-                f"got {batch_sampler!r} of type {type(batch_sampler).__name__}"
+                "Argument batch_sampler should be torch.utils.data.sampler.BatchSampler or another batch sampler "
+                "(batch_sampler should be an iterable of batches of indices), "
+                f"got {batch_sampler!r:.80} of type {type(batch_sampler).__name__}"
             )
         if isinstance(batch_sampler, Iterator):
             raise ValueError(
@@ -281,7 +300,7 @@ class ReproducibleBatchSampler(BatchSampler):
             self._probe()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name == "seed":
+        if name == "seed" and value is not None:
             value = self._checked_seed(value)
         elif name == "start_iteration":
             self._check_start(value)
@@ -305,8 +324,9 @@ class ReproducibleBatchSampler(BatchSampler):
         self.epoch = int(epoch)
 
     def _probe(self) -> None:
-        first = self._draw(self.seed, 0)
-        second = self._draw(self.seed, 0)
+        seed = 0 if self.seed is None else self.seed
+        first = self._draw(seed, 0)
+        second = self._draw(seed, 0)
         if not _same_batches(first, second):
             names = " -> ".join(type(s).__name__ for s in self._chain)
             raise ValueError(
@@ -315,7 +335,7 @@ class ReproducibleBatchSampler(BatchSampler):
                 "`generator` attribute, set_epoch() nor the global generators control; draw from "
                 "`self.generator` (a torch.Generator attribute) or from the global generators instead"
             )
-        self._cached = (self.seed, 0, first)
+        self._cached = (seed, 0, first)
 
     def _plain_batches(self, generator: torch.Generator) -> list | None:
         """The batches of a plain DataLoader (BatchSampler over RandomSampler or SequentialSampler),
@@ -365,7 +385,10 @@ class ReproducibleBatchSampler(BatchSampler):
                 setattr(sampler, name, value)
 
     def batches(self, epoch: int | None = None) -> list:
-        """Every batch of pass ``epoch`` (default: the current one), in order. Cached per pass."""
+        """Every batch of pass ``epoch`` (default: the current one), in order. Cached per pass.
+        Without a seed: the batches the wrapped sampler yields now (``epoch`` is not used)."""
+        if self.seed is None:
+            return list(self.batch_sampler)
         epoch = self.epoch if epoch is None else epoch
         cached = self._cached
         if cached is not None and cached[0] == self.seed and cached[1] == epoch:
@@ -375,6 +398,8 @@ class ReproducibleBatchSampler(BatchSampler):
         return batches
 
     def __iter__(self) -> Iterator:
+        if self.seed is None:
+            return self._iterate_unseeded()
         # The pass and the start are read now, not at the first next(): what was set before iter()
         # is what counts, whatever is set afterwards for another iteration.
         batches = self.batches()
@@ -393,6 +418,13 @@ class ReproducibleBatchSampler(BatchSampler):
             yield from remaining
         else:
             yield from keyed_batches(remaining, start, pass_seed, self.sample_seeding)
+
+    def _iterate_unseeded(self) -> Iterator:
+        # Drawn when the first batch is asked for, as the wrapped sampler would draw: a DataLoader
+        # draws its workers' base seed from the global generator before it asks for a batch.
+        batches = list(self.batch_sampler)
+        start, self.start_iteration = self.start_iteration or 0, None
+        yield from itertools.islice(batches, start, None)
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
@@ -414,8 +446,10 @@ def _length(data: Any) -> int | None:
 
 
 def _dataset_length(data: Any) -> int | None:
-    if isinstance(data, DataLoader) and not isinstance(data.dataset, IterableDataset):
-        return _length(data.dataset)
+    # A DataLoader subclass may have no dataset attribute (it wraps another loader, say).
+    dataset = getattr(data, "dataset", None) if isinstance(data, DataLoader) else None
+    if dataset is not None and not isinstance(dataset, IterableDataset):
+        return _length(dataset)
     return None
 
 
@@ -456,74 +490,42 @@ def _deterministic_settings(num_threads: int | None) -> Iterator[None]:
             torch.set_num_threads(threads_before)
 
 
-class DeterministicEngine(Engine):
-    """An ``Engine`` whose data flow and randomness are a pure function of a seed and the iteration,
-    so that resuming anywhere reproduces the uninterrupted run (see the module docstring).
+class ReproducibleStream(DataStream):
+    """A DeterministicEngine's batches: a map-style DataLoader iterated through a
+    ``ReproducibleBatchSampler`` and its own worker-seed generator, so the data can be placed at any
+    iteration; sequences and tensors are sliced; other iterables are opened with seeded generators
+    and fast-forwarded. It also holds the training's random streams between stretches of driving."""
 
-    ``seed`` fixes the seed of every run; without it each new run draws one from torch's global
-    generator (so ``manual_seed(s)`` before ``run()`` makes the run reproducible, as in
-    pytorch-ignite). A loaded ``state_dict`` brings its own seed; one without ``"seed"`` (such as
-    ``{"epoch": 1, "epoch_length": 5, "max_epochs": 2}``) draws it again when the run continues.
+    def __init__(self, engine: DeterministicEngine) -> None:
+        super().__init__(engine)
+        self.loader_generator = torch.Generator()
+        self.index_source: tuple[ReproducibleBatchSampler, int] | None = None
+        self._cached: tuple[Any, Any] | None = None
+        # The lengths a loaded state dict was saved with: data of other lengths is refused.
+        self.expected_lengths: tuple[int | None, int | None] | None = None
+        # The training's generator states while nobody drives; the ones a state dict brought, to be
+        # installed where the loaded run stands.
+        self.training_states: Mapping | None = None
+        self.position_states: Mapping | None = None
 
-    ``state_dict()`` adds ``seed``, ``rng_states``, ``num_threads``, ``data_length`` and
-    ``dataset_length`` to the Engine's keys; ``load_state_dict`` accepts them all as optional and
-    refuses, when the run continues, data whose length differs from ``data_length`` or
-    ``dataset_length``.
-    """
-
-    _extra_state_dict_keys = ("seed", "rng_states", "num_threads", "data_length", "dataset_length")
-
-    def __init__(self, process_function: Callable[[Engine, Any], Any], *, seed: int | None = None) -> None:
-        super().__init__(process_function)
-        if seed is not None:
-            seed = ReproducibleBatchSampler._checked_seed(seed)
-        self._fixed_seed = seed
-        self.state.seed = seed
-        self._loaded_rng_states: Mapping | None = None
-        self._epoch_start_rng_states: Mapping | None = None
-        self._expected_lengths: tuple[int | None, int | None] | None = None
-        self._run_num_threads: int | None = None
-        self._reproducible_data: tuple[Any, Any] | None = None
-        self._loader_generator = torch.Generator()
-        self._index_source: tuple[ReproducibleBatchSampler, int] | None = None
-        self.add_event_handler(Events.EPOCH_STARTED, self._seed_epoch)
-
-    # ------------------------------------------------------------------ randomness
-
-    def _seed_epoch(self) -> None:
-        states, self._epoch_start_rng_states = self._epoch_start_rng_states, None
-        if states is not None:
-            set_rng_states(states)
-            return
-        manual_seed(derive_seed(self.state.seed, _EPOCH_STREAM, self.state.epoch))
-
-    def _draw_seed(self) -> int:
-        if self._fixed_seed is not None:
-            return self._fixed_seed
-        return int(torch.randint(0, 2**31 - 1, (1,)).item())
-
-    def _run_context(self) -> Any:
-        return _deterministic_settings(self._run_num_threads)
-
-    # ------------------------------------------------------------------ data
-
-    def _make_reproducible(self, data: Any) -> Any:
-        """The data this engine iterates for ``data``: a DataLoader with a ReproducibleBatchSampler and
-        its own worker-seed generator, or ``data`` itself. Cached for the last data given."""
-        cached = self._reproducible_data
+    def prepare(self, data: Any) -> Any:
+        """The data this engine iterates for ``data``: a DataLoader with a ReproducibleBatchSampler
+        and its own worker-seed generator, or ``data`` itself. Cached for the last data given."""
+        self._check_lengths(data)
+        cached = self._cached
         if cached is not None and (data is cached[0] or data is cached[1]):
             return cached[1]
-        if not isinstance(data, DataLoader) or isinstance(data.dataset, IterableDataset):
-            return data
+        if not isinstance(data, DataLoader) or not hasattr(data, "dataset") or isinstance(data.dataset, IterableDataset):
+            return data  # an iterable, or a DataLoader subclass without a dataset: iterated as given
         inner = data.batch_sampler if data.batch_sampler is not None else data.sampler
         sampler = inner if isinstance(inner, ReproducibleBatchSampler) else ReproducibleBatchSampler(inner)
         loader = _seeded_loader(data, sampler)  # each batch built with the generators seeded (sample_seeding.py)
-        loader.generator = self._loader_generator
-        self._reproducible_data = (data, loader)
+        loader.generator = self.loader_generator
+        self._cached = (data, loader)
         return loader
 
     def _check_lengths(self, data: Any) -> None:
-        expected = self._expected_lengths
+        expected = self.expected_lengths
         if expected is None or data is None:
             return
         data_length, dataset_length = expected
@@ -537,24 +539,51 @@ class DeterministicEngine(Engine):
                 "resume with the data the checkpoint was taken with"
             )
 
-    def _open_data(self) -> Iterator:
-        state = self.state
+    def begin(self, fresh: bool) -> None:
+        engine = self.engine
+        if fresh:
+            self.position_states = self.training_states = None
+            self.expected_lengths = None
+            engine.state.seed = engine._draw_seed()
+            engine._run_num_threads = torch.get_num_threads()
+            return
+        self.expected_lengths = None
+        if engine.state.seed is None:
+            engine.state.seed = engine._draw_seed()
+        if engine._run_num_threads is None:
+            engine._run_num_threads = torch.get_num_threads()
+
+    def open(self, position: int, resuming: bool = False) -> None:
+        engine = self.engine
+        if engine.state.dataloader is None:
+            super().open(position)
+            return
+        length = _length(engine.state.dataloader)
+        if resuming and length and position and position % length == 0:
+            # The uninterrupted run holds the iterator of the pass that just ended: its next fetch
+            # finds it exhausted (DATALOADER_STOP_ITERATION fires) and opens the next pass.
+            engine._data_iter = iter(())
+            return
+        engine._data_iter = self._open_at(position)
+
+    def _open_at(self, position: int) -> Iterator:
+        state = self.engine.state
         data = state.dataloader
         length = _length(data)
         if length:
-            pass_index, offset = divmod(state.iteration, length)
+            pass_index, offset = divmod(position, length)
         elif state.epoch_length:
-            pass_index, offset = divmod(state.iteration, state.epoch_length)
+            pass_index, offset = divmod(position, state.epoch_length)
         else:
             pass_index, offset = 0, 0
         sampler = _reproducible_sampler(data)
-        self._index_source = (sampler, length) if sampler is not None and length else None
+        self.index_source = (sampler, length) if sampler is not None and length else None
         if sampler is not None:
             sampler.seed = state.seed
             sampler.set_epoch(pass_index)
             sampler.start_iteration = offset
-            if data.generator is self._loader_generator:
-                self._loader_generator.manual_seed(derive_seed(state.seed, _LOADER_STREAM, pass_index))
+            if data.generator is self.loader_generator:
+                self.loader_generator.manual_seed(derive_seed(state.seed, _LOADER_STREAM, pass_index))
             return iter(data)
         if isinstance(data, (Sequence, torch.Tensor)):
             return _skip(iter(data), offset) if offset else iter(data)
@@ -563,27 +592,88 @@ class DeterministicEngine(Engine):
         with preserve_random_state():
             manual_seed(derive_seed(state.seed, _ITERABLE_STREAM, pass_index))
             iterator = iter(data)
-            if offset:
-                self.logger.info("resuming mid-epoch on an iterable: fetching and dropping %d batches", offset)
-                _skip(iterator, offset)
+        if offset:
+            # The dropped batches are drawn as the uninterrupted run drew them: from the generators
+            # the epoch seeding set.
+            self.engine.logger.info("resuming mid-epoch on an iterable: fetching and dropping %d batches", offset)
+            _skip(iterator, offset)
         return iterator
 
-    def _setup_data_iter(self) -> None:
-        if self.state.dataloader is None:
-            super()._setup_data_iter()
-            return
-        self._data_iter = self._open_data()
+    def interrupted_fetch(self) -> None:
+        # The iterator may be half-way through a batch: reopen at the batch in flight.
+        self.engine._data_iter = None
 
-    def _setup_engine(self) -> None:
-        state = self.state
-        self._setup_data_iter()
-        if self._init_iter is None:
-            self._init_iter = state.iteration % state.epoch_length if state.epoch_length else state.iteration
-        states, self._loaded_rng_states = self._loaded_rng_states, None
-        if states is not None and state.epoch_length and state.iteration % state.epoch_length:
-            # Mid-epoch: continue with the generators as they were when the state was saved. At an
-            # epoch boundary the epoch seeding has already put them where the uninterrupted run had them.
+    def resumed(self, mid_epoch: bool = True) -> None:
+        # At an epoch's start the epoch seeding puts the generators where the uninterrupted run had them.
+        states, self.position_states = self.position_states, None
+        if states is not None and mid_epoch:
             set_rng_states(states)
+
+    def settings(self) -> Any:
+        """The cuDNN flags and thread count of the run (entered around each stretch of driving)."""
+        return _deterministic_settings(self.engine._run_num_threads)
+
+    @contextmanager
+    def training_streams(self) -> Iterator[None]:
+        """While the run is driven, the generators hold the training's streams; a foreground run
+        gives the caller's back afterwards, so that a cell drawing random numbers between two steps
+        neither moves the training's streams nor sees them."""
+        foreground = threading.current_thread() is not self.engine._driver.thread
+        users = get_rng_states() if foreground else None
+        if self.training_states is not None:
+            set_rng_states(self.training_states)
+        try:
+            yield
+        finally:
+            self.training_states = get_rng_states()
+            if users is not None:
+                set_rng_states(users)
+
+
+class DeterministicEngine(Engine):
+    """An ``Engine`` whose data flow and randomness are a pure function of a seed and the iteration,
+    so that resuming anywhere reproduces the uninterrupted run (see the module docstring).
+
+    ``seed`` fixes the seed of every run; without it each new run draws one from torch's global
+    generator (so ``manual_seed(s)`` before ``run()`` makes the run reproducible, as in
+    pytorch-ignite). A loaded ``state_dict`` brings its own seed; one without ``"seed"`` (such as
+    ``{"epoch": 1, "epoch_length": 5, "max_epochs": 2}``) draws it again when the run continues.
+
+    The training draws from its own streams: a foreground ``run()`` or ``step()`` leaves the global
+    generators as the caller had them, and the caller's draws between two steps do not change the run.
+
+    ``state_dict()`` adds ``seed``, ``rng_states``, ``num_threads``, ``data_length`` and
+    ``dataset_length`` to the Engine's keys; ``load_state_dict`` accepts them all as optional and
+    refuses, when the run continues, data whose length differs from ``data_length`` or
+    ``dataset_length``.
+    """
+
+    _extra_state_dict_keys = DETERMINISTIC_KEYS
+
+    def __init__(self, process_function: Callable[[Engine, Any], Any], *, seed: int | None = None) -> None:
+        super().__init__(process_function)
+        if seed is not None:
+            seed = ReproducibleBatchSampler._checked_seed(seed)
+        self._fixed_seed = seed
+        self.state.seed = seed
+        self._epoch_start_rng_states: Mapping | None = None
+        self._run_num_threads: int | None = None
+        stream = ReproducibleStream(self)
+        self._data_stream = stream
+        self._drive_contexts = (stream.settings, stream.training_streams)
+        self.add_event_handler(Events.EPOCH_STARTED, self._seed_epoch)
+
+    def _seed_epoch(self) -> None:
+        states, self._epoch_start_rng_states = self._epoch_start_rng_states, None
+        if states is not None:
+            set_rng_states(states)
+            return
+        manual_seed(derive_seed(self.state.seed, _EPOCH_STREAM, self.state.epoch))
+
+    def _draw_seed(self) -> int:
+        if self._fixed_seed is not None:
+            return self._fixed_seed
+        return int(torch.randint(0, 2**31 - 1, (1,)).item())
 
     def batch_indices(self) -> Any:
         """The dataset indices of the batch of the current iteration (``state.iteration``), when the
@@ -597,7 +687,7 @@ class DeterministicEngine(Engine):
         >>> engine.state.batch.tolist() == [100 * i for i in engine.batch_indices()]
         True
         """
-        source = self._index_source
+        source = self._data_stream.index_source
         position = self.state.iteration - 1
         if source is None or position < 0:
             return None
@@ -611,87 +701,44 @@ class DeterministicEngine(Engine):
     def set_data(self, data: Iterable) -> None:
         """Switch the data; the next batch is the one the new data holds at this iteration of the run
         (batch ``iteration % len(data)`` of pass ``iteration // len(data)``)."""
-        if not isinstance(data, Iterable):
-            raise TypeError(f"data should be an iterable, got {data!r} of type {type(data).__name__}")
-        self.state.dataloader = self._make_reproducible(data)
-        self._given_data = data
-        self._data_iter = self._open_data()
-
-    # ------------------------------------------------------------------ preparing a run
-
-    def _prepare(
-        self,
-        data: Iterable | None,
-        max_epochs: int | None,
-        epoch_length: int | None,
-        max_iters: int | None,
-    ) -> None:
-        fresh = self._fresh_state_needed()
-        if fresh:
-            self._loaded_rng_states = None
-            self._expected_lengths = None
-        candidate = data if data is not None else self.state.dataloader
-        self._check_lengths(candidate)
-        if data is not None:
-            # Refuse a sampler that cannot be made reproducible now, before the run starts.
-            self._make_reproducible(data)
-        super()._prepare(data, max_epochs, epoch_length, max_iters)
-        state = self.state
-        cached = self._reproducible_data
-        if cached is not None and self._given_data is cached[1]:
-            self._given_data = cached[0]
-        if state.dataloader is not None:
-            state.dataloader = self._make_reproducible(state.dataloader)
-        if fresh:
-            state.seed = self._draw_seed()
-            self._run_num_threads = torch.get_num_threads()
-        else:
-            if state.seed is None:
-                state.seed = self._draw_seed()
-            if self._run_num_threads is None:
-                self._run_num_threads = torch.get_num_threads()
-        self._expected_lengths = None
+        super().set_data(data)
 
     # ------------------------------------------------------------------ state_dict
 
     def state_dict(self) -> OrderedDict:
-        """The Engine's keys plus ``seed``, ``rng_states`` (plain types), ``num_threads``,
-        ``data_length`` and ``dataset_length``; loads with ``torch.load(weights_only=True)``."""
+        """The Engine's keys plus ``seed``, ``rng_states`` (plain types: the training's streams, also
+        while paused or just loaded), ``num_threads``, ``data_length`` and ``dataset_length``; loads
+        with ``torch.load(weights_only=True)``."""
         state_dict = super().state_dict()
+        stream = self._data_stream
         data = self.state.dataloader
+        driven_here = self._driver.status == RUNNING
         state_dict["seed"] = self.state.seed
-        state_dict["rng_states"] = get_rng_states()
+        if stream.position_states is not None:
+            state_dict["rng_states"] = stream.position_states
+        elif driven_here or stream.training_states is None:
+            state_dict["rng_states"] = get_rng_states()
+        else:
+            state_dict["rng_states"] = stream.training_states
         state_dict["num_threads"] = self._run_num_threads if self._run_num_threads is not None else torch.get_num_threads()
-        state_dict["data_length"] = _length(data) if data is not None else None
-        state_dict["dataset_length"] = _dataset_length(data)
+        lengths = stream.expected_lengths if data is None and stream.expected_lengths is not None else (
+            _length(data) if data is not None else None, _dataset_length(data))
+        state_dict["data_length"], state_dict["dataset_length"] = lengths
         return state_dict
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Like ``Engine.load_state_dict``; ``seed``, ``rng_states``, ``num_threads``, ``data_length``
-        and ``dataset_length`` are optional. RNG states saved mid-epoch are restored when the run
-        continues, right after the data is reopened."""
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict should be a mapping, got {type(state_dict).__name__}")
-        seed = state_dict.get("seed")
-        if seed is not None:
-            if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < (1 << 64):
-                raise ValueError(f"state_dict['seed'] should be None or an integer in [0, 2**64), got {seed!r}")
-            seed = int(seed)
-        rng_states = state_dict.get("rng_states")
-        if rng_states is not None:
-            check_rng_states(rng_states, "state_dict['rng_states']")
-        num_threads = _positive_int_or_none("state_dict['num_threads']", state_dict.get("num_threads"))
-        data_length = _positive_int_or_none("state_dict['data_length']", state_dict.get("data_length"))
-        dataset_length = state_dict.get("dataset_length")
-        if dataset_length is not None and (
-            not isinstance(dataset_length, numbers.Integral) or isinstance(dataset_length, bool) or dataset_length < 0
-        ):
-            raise ValueError(f"state_dict['dataset_length'] should be None or a non-negative integer, got {dataset_length!r}")
+        and ``dataset_length`` are optional. The random states are installed where the loaded run
+        stands, after the batch in flight is fetched again."""
+        extra = parse_deterministic(state_dict)
         super().load_state_dict(state_dict)
-        self.state.seed = seed if seed is not None else self._fixed_seed
-        self._loaded_rng_states = rng_states
-        self._run_num_threads = num_threads
-        self._expected_lengths = None if data_length is None and dataset_length is None else (data_length, dataset_length)
+        stream = self._data_stream
+        self.state.seed = extra.seed if extra.seed is not None else self._fixed_seed
+        stream.position_states = extra.rng_states
+        stream.training_states = extra.rng_states
+        self._run_num_threads = extra.num_threads
+        lengths = (extra.data_length, extra.dataset_length)
+        stream.expected_lengths = None if lengths == (None, None) else lengths
 
     # ------------------------------------------------------------------ replicas
 
@@ -729,14 +776,10 @@ class DeterministicEngine(Engine):
             if name not in standard and name not in self.state_dict_user_keys and not hasattr(twin.state, name):
                 setattr(twin.state, name, value)
         own = self._seed_epoch
-        for key, entries in self._handlers.items():
-            kept = tuple(
-                entry
-                for entry in entries
-                if entry[0] != own and handler_filter is not None and handler_filter(key, entry[0])
-            )
-            if kept:
-                twin._handlers[key] = twin._handlers.get(key, ()) + kept
+        for key, entries in self._table.entries.items():
+            for entry in entries:
+                if entry[0] != own and handler_filter is not None and handler_filter(key, entry[0]):
+                    twin._table.append(key, entry)
         twin.state.dataloader = self._given_data
         twin._epoch_start_rng_states = epoch_start_rng_states
         return twin

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
@@ -118,6 +119,17 @@ class CallableEventWithFilter:
     @property
     def name(self) -> str:
         return self._name_
+
+    @staticmethod
+    def default_event_filter(engine: Any, event: int) -> bool:
+        """ignite's old filter that lets every event through; deprecated there, kept for ported code."""
+        warnings.warn(
+            "default_event_filter is deprecated and will be removed: an event without a filter runs its "
+            "handlers every time, no filter needs to be given",
+            UserWarning,
+            stacklevel=2,
+        )
+        return True
 
     @property
     def value(self) -> str:

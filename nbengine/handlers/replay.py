@@ -67,6 +67,7 @@ from nbengine.engine.deterministic import DeterministicEngine
 from nbengine.engine.engine import RUNNING
 from nbengine.engine.events import Events
 from nbengine.handlers.history import History, HistorySnapshot
+from nbengine.engine.state_dict import BOUNDARY_KEY
 from nbengine.utils.seed import get_rng_states, set_rng_states
 
 __all__ = ["EpochReplay", "ReplayReport"]
@@ -362,9 +363,13 @@ class EpochReplay:
         epoch_length = state.epoch_length
         if not epoch_length or state.iteration != (state.epoch - 1) * epoch_length:
             return  # resumed mid-epoch: this is not the start of the epoch
+        engine_state = dict(engine.state_dict())
+        # The snapshot stands for the start of the epoch (a replica replays it whole), not for the
+        # handler of EPOCH_STARTED that took it.
+        engine_state.pop(BOUNDARY_KEY, None)
         snapshot = {
             "epoch": state.epoch,
-            "engine": dict(engine.state_dict()),
+            "engine": engine_state,
             "objects": {name: copy.deepcopy(obj.state_dict()) for name, obj in self._objects.items()},
             "trace": None,
         }

@@ -267,8 +267,8 @@ def test_second_ctrl_c_raises_at_once_and_the_run_stays_resumable(tmp_path):
     ]]
     assert report["run"]["status"] == "done"
     assert report["run"]["batch_ids"] == report["reference"]["batch_ids"]
-    # The interrupted iteration is redone from its last boundary (ITERATION_STARTED): its batch
-    # reaches the process function twice, and every other batch once.
+    # The interrupted unit, the process call of iteration 5, is made again with the same batch (it
+    # reaches the process function twice), and every other batch once.
     calls = report["process_calls"]
     reference_calls = report["reference_calls"]
     assert calls[:5] + calls[6:] == reference_calls

@@ -132,7 +132,7 @@ def test_start_again_stops_the_earlier_background_run():
     engine = Engine(lambda e, b: release.wait(0.01))
     engine.add_event_handler(Events.TERMINATE, lambda e: completed.append("terminated"))
     engine.start(range(1000), max_epochs=100)
-    first = engine._thread
+    first = engine._driver.thread
     engine.start()
     assert not first.is_alive()
     assert completed == ["terminated"]
