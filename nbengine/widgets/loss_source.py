@@ -6,9 +6,11 @@ the evaluator's metrics from its COMPLETED events run by the trainer's epochs.
 This module owns what the loss plot is fed: the trainer's output per iteration (the first series
 of a History) and the evaluator's metrics at each of its COMPLETED events, placed at the trainer's
 iteration at that moment. Only evaluations run by the trainer's own epochs are plotted: one is
-kept when, in the thread driving the trainer, a trainer handler at EPOCH_COMPLETED, COMPLETED or
-the next EPOCH_STARTED confirms it at the same iteration; a manual ``evaluator.run`` in a cell
-(another thread, or a trainer that is not running) is never confirmed, so never plotted. When
+kept when, in the thread driving the trainer, a trainer handler of this module at EPOCH_COMPLETED
+or COMPLETED confirms it at the same iteration (or, for an evaluator attached after it, at the
+next such event); a manual ``evaluator.run`` in a cell (another thread, or a trainer that is not
+running) is never confirmed, so never plotted. (No EPOCH_STARTED handler: an epoch replay would
+list it as a handler it skipped.) When
 the run went back (a checkpoint loaded, a run started again), only
 the records of the current timeline are plotted. ``version`` says whether anything new was
 recorded; ``loss_data()`` returns the arrays; ``last_output`` is the last numeric output, which the
@@ -72,9 +74,12 @@ class LossSource:
         # (thread ident, trainer iteration, metrics).
         self._pending: list[tuple[int, int, dict[str, float]]] = []
         self._handles: list[Any] = []
+        # (thread ident, iteration) of the last confirmation: evaluations made after it at the same
+        # event (by a handler attached after this module's) are confirmed at the next one.
+        self._confirmed_at: tuple[int, int] | None = None
         if evaluator is not None:
             self._handles.append(evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated))
-            for event in (Events.EPOCH_COMPLETED, Events.COMPLETED, Events.EPOCH_STARTED):
+            for event in (Events.EPOCH_COMPLETED, Events.COMPLETED):
                 self._handles.append(trainer.add_event_handler(event, self._confirm))
 
     @property
@@ -97,13 +102,15 @@ class LossSource:
 
     def _confirm(self, trainer: Any) -> None:
         if not self._pending:
+            self._confirmed_at = (threading.get_ident(), int(trainer.state.iteration))
             return
         me, iteration = threading.get_ident(), int(trainer.state.iteration)
         with self._metrics_lock:
             pending, self._pending = self._pending, []
             for thread, at, metrics in pending:
-                if thread == me and at == iteration:
+                if thread == me and (at == iteration or (me, at) == self._confirmed_at):
                     self._record(float(at), metrics)
+            self._confirmed_at = (me, iteration)
 
     def _record(self, iteration: float, metrics: Mapping[str, float]) -> None:
         for name, number in metrics.items():

@@ -238,3 +238,17 @@ def test_a_manual_evaluation_is_not_plotted_as_an_epoch():
     xs, _ = source.loss_data().metrics["loss"]
     assert xs.tolist() == [4.0, 8.0, 12.0]
     source.detach()
+
+
+def test_an_evaluator_attached_after_the_loss_source_is_plotted_at_its_epochs():
+    mlp = Mlp(batches=4)
+    evaluator = Engine(lambda engine, batch: None)
+    evaluator.add_event_handler(Events.COMPLETED, lambda engine: engine.state.metrics.update(accuracy=0.5))
+    source = LossSource(mlp.trainer, EventTimeline(outputs=100).attach(mlp.trainer), evaluator)
+    # Attached after the source's own handlers: confirmed at the next EPOCH_COMPLETED or COMPLETED.
+    mlp.trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: evaluator.run([0], max_epochs=1))
+    mlp.trainer.start(mlp.data, max_epochs=3)
+    mlp.trainer.wait(timeout=30)
+    xs, ys = source.loss_data().metrics["accuracy"]
+    assert xs.tolist() == [4.0, 8.0, 12.0] and ys.tolist() == [0.5] * 3
+    source.detach()
