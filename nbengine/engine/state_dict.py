@@ -73,9 +73,11 @@ def build(engine: Any, position: Position | None, iter_in_epoch: int) -> Ordered
 
 def _at_epoch_start(state: Any, position: Position, iter_in_epoch: int) -> bool:
     """Where ignite's rule (the iteration after ``iteration``, a new epoch when it divides evenly)
-    puts the run anyway: after an epoch or after the whole run."""
+    puts the run anyway: after an epoch that is not the last, or after the whole run."""
     if position.done is not None or position.event not in ("EPOCH_COMPLETED", "COMPLETED", "STARTED"):
         return False
+    if position.event == "EPOCH_COMPLETED" and state.max_epochs is not None and state.epoch >= state.max_epochs:
+        return False  # COMPLETED is still to come; ignite's rule would see a finished run
     length = state.epoch_length
     return bool(length) and state.iteration == state.epoch * length and (position.event == "STARTED" or iter_in_epoch in (0, length))
 
