@@ -71,7 +71,7 @@ def _positive(name: str, value: Any, upper: float | None = None) -> float:
     return float(value)
 
 
-def _check_panel_options(history: Any, trainer: Any, key: Any, plot_size: Any) -> None:
+def _check_panel_options(history: Any, trainer: Any, key: Any, plot_size: Any, guard_cells: Any) -> None:
     if history is not None and (not isinstance(history, History) or history.engine is not trainer):
         raise ValueError(
             f"history should be a History attached to the trainer (History().attach(trainer)), got {history!r}"
@@ -79,6 +79,8 @@ def _check_panel_options(history: Any, trainer: Any, key: Any, plot_size: Any) -
         )
     if key is not None and not isinstance(key, str):
         raise TypeError(f"key should be a str or None, got {key!r} of type {type(key).__name__}")
+    if not isinstance(guard_cells, bool):
+        raise TypeError(f"guard_cells should be True or False, got {guard_cells!r} of type {type(guard_cells).__name__}")
     if not (isinstance(plot_size, tuple) and len(plot_size) == 3 and all(isinstance(v, int) and v > 0 for v in plot_size)):
         raise ValueError(f"plot_size should be (width, height, dpi) in positive integers, got {plot_size!r}")
 
@@ -136,7 +138,7 @@ class TrainingPanel:
         plot_size: tuple[int, int, int] = DEFAULT_LOSS_PLOT_SIZE,
         guard_cells: bool = True,
     ) -> None:
-        _check_panel_options(history, trainer, key, plot_size)
+        _check_panel_options(history, trainer, key, plot_size, guard_cells)
         refresh_interval = _positive("refresh_interval", refresh_interval)
         schedule = PlotSchedule(_positive("plot_interval", plot_interval), _positive("plot_budget", plot_budget, upper=1.0))
         self.controller = PanelController(
@@ -156,7 +158,7 @@ class TrainingPanel:
         self._lock = threading.RLock()
         self._plot_lock = threading.Lock()
         self._closed = threading.Event()
-        self._guard_cells = bool(guard_cells)
+        self._guard_cells = guard_cells
         # One trace hook records the events and, unless a History does, the outputs for the loss plot.
         self.timeline = EventTimeline(capacity=timeline_capacity, outputs=100_000 if self.history is None else 1).attach(trainer)
         self.loss_source = LossSource(trainer, self.timeline, evaluator, history=self.history)

@@ -127,6 +127,8 @@ def test_without_checkpoint_or_evaluator_those_parts_are_off_with_the_reason(mak
         ({"plot_budget": 2}, ValueError, r"plot_budget should be a number greater than 0 and at most 1.0, got 2"),
         ({"key": 5}, TypeError, r"key should be a str or None, got 5 of type int"),
         ({"timeline_capacity": -1}, ValueError, r"capacity should be a positive integer number of events, got -1"),
+        ({"plot_size": (480, 340)}, ValueError, r"plot_size should be \(width, height, dpi\) in positive integers, got \(480, 340\)"),
+        ({"guard_cells": "yes"}, TypeError, r"guard_cells should be True or False, got 'yes' of type str"),
     ],
 )
 def test_bad_arguments_are_refused_with_a_message(make_panel, kwargs, error, match):
