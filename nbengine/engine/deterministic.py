@@ -63,7 +63,6 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import numbers
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -81,6 +80,7 @@ from torch.utils.data.sampler import (
     WeightedRandomSampler,
 )
 
+from nbengine._checks import is_int
 from nbengine.engine._ignite_compat import _get_rng_states, _repr_rng_state, _set_rng_states  # noqa: F401 (ignite's names)
 from nbengine.engine.data import DataStream
 from nbengine.engine.driver import RUNNING
@@ -308,18 +308,18 @@ class ReproducibleBatchSampler(BatchSampler):
 
     @staticmethod
     def _checked_seed(seed: Any) -> int:
-        if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < (1 << 64):
+        if not is_int(seed) or not 0 <= seed < (1 << 64):
             raise ValueError(f"seed should be an integer in [0, 2**64), got {seed!r}")
         return int(seed)
 
     @staticmethod
     def _check_start(start: Any) -> None:
-        if start is not None and (not isinstance(start, numbers.Integral) or isinstance(start, bool) or start < 0):
+        if start is not None and (not is_int(start) or start < 0):
             raise ValueError(f"start_iteration should be None or a non-negative integer, got {start!r}")
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the pass (from 0) that the next iteration draws."""
-        if not isinstance(epoch, numbers.Integral) or isinstance(epoch, bool) or epoch < 0:
+        if not is_int(epoch) or epoch < 0:
             raise ValueError(f"epoch should be a non-negative integer, got {epoch!r}")
         self.epoch = int(epoch)
 
@@ -428,14 +428,6 @@ class ReproducibleBatchSampler(BatchSampler):
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
-
-
-def _positive_int_or_none(name: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} should be a positive integer or None, got {value!r}")
-    return int(value)
 
 
 def _length(data: Any) -> int | None:

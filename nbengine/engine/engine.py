@@ -321,24 +321,6 @@ class Engine:
             )
         return key
 
-    def has_registered_events(self, event: Any) -> bool:
-        return _event_key(event) in self._allowed_events if isinstance(event, (str, CallableEventWithFilter)) else False
-
-    def _known_event_key(self, event: Any, argument: str = "event_name") -> str:
-        if not isinstance(event, (str, CallableEventWithFilter)):
-            raise TypeError(
-                f"{argument} should be an event (Events.X, a registered custom event, or an EventsList), "
-                f"got {event!r} of type {type(event).__name__}"
-            )
-        key = _event_key(event)
-        if key not in self._allowed_events:
-            owner = type(self).__name__
-            raise ValueError(
-                f"{argument} {event!r} is not an event this {owner} knows; register custom events with "
-                f"register_events() first (Event {event} is not a valid event for this {owner})"
-            )
-        return key
-
     def add_event_handler(self, event_name: Any, handler: Callable, *args: Any, **kwargs: Any) -> RemovableEventHandle:
         """Call ``handler`` each time ``event_name`` fires (and its filter passes).
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from nbengine._checks import is_int
 from nbengine.engine._signature import check_callable_takes
 
 if TYPE_CHECKING:
@@ -38,11 +39,11 @@ __all__ = [
 
 
 def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+    return is_int(value) and value > 0
 
 
 def _is_non_negative_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+    return is_int(value) and value >= 0
 
 
 class EveryFilter:

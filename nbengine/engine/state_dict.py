@@ -12,7 +12,6 @@ Every value is checked before anything is changed; unknown keys are named in a w
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -188,6 +187,6 @@ def parse_deterministic(state_dict: Mapping) -> DeterministicLoaded:
     num_threads = check_optional_positive_int("state_dict['num_threads']", state_dict.get("num_threads"))
     data_length = check_optional_positive_int("state_dict['data_length']", state_dict.get("data_length"))
     dataset_length = state_dict.get("dataset_length")
-    if dataset_length is not None and (not isinstance(dataset_length, numbers.Integral) or isinstance(dataset_length, bool) or dataset_length < 0):
+    if dataset_length is not None and (not is_int(dataset_length) or dataset_length < 0):
         raise ValueError(f"state_dict['dataset_length'] should be None or a non-negative integer, got {dataset_length!r}")
     return DeterministicLoaded(seed, rng_states, num_threads, data_length, dataset_length)

@@ -644,3 +644,49 @@ def test_a_state_dict_from_data_of_another_length_is_refused_when_the_run_contin
     assert other.seen == []
     other.engine.run(DataLoader(Indexed(18), batch_size=4, shuffle=True))
     assert other.engine.state.iteration == 10
+
+
+def _noisy_trainer(outputs: list) -> DeterministicEngine:
+    def step(engine, batch):
+        noise = torch.rand(2)  # the training's own draw, like a Dropout mask
+        outputs.append((batch * 10 + noise).tolist())
+        return outputs[-1]
+
+    return DeterministicEngine(step, seed=5)
+
+
+def test_a_callers_draws_between_steps_neither_move_the_run_nor_see_its_streams():
+    reference: list = []
+    _noisy_trainer(reference).run(list(range(6)), max_epochs=2)
+
+    outputs: list = []
+    trainer = _noisy_trainer(outputs)
+    torch.manual_seed(0)
+    callers = [torch.rand(3)]
+    trainer.step(2, data=list(range(6)), max_epochs=2)
+    callers.append(torch.rand(3))  # a cell between two steps
+    trainer.step(until=Events.EPOCH_COMPLETED)
+    callers.append(torch.rand(3))
+    trainer.run()
+    callers.append(torch.rand(3))
+
+    assert outputs == reference
+    # The caller's stream goes on as if no training had run in between.
+    torch.manual_seed(0)
+    assert all(torch.equal(drawn, torch.rand(3)) for drawn in callers)
+
+
+def test_draws_while_a_background_run_is_paused_do_not_move_it():
+    reference: list = []
+    _noisy_trainer(reference).run(list(range(6)), max_epochs=2)
+
+    outputs: list = []
+    trainer = _noisy_trainer(outputs)
+    trainer.start(list(range(6)), max_epochs=2, n=4)
+    trainer.wait(timeout=60)
+    assert trainer.status == "paused"
+    torch.rand(100)  # a cell drawing while the run stands still
+    trainer.resume()
+    trainer.wait(timeout=60)
+    assert trainer.status == "done"
+    assert outputs == reference
