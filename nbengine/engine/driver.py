@@ -228,7 +228,7 @@ class Driver:
         outcome = PAUSED
         try:
             with engine._drive_context():
-                gen = engine._generator()
+                gen = engine._loop.generator()
                 verdict = 0
                 for event in gen:
                     if self.attention:
@@ -239,17 +239,17 @@ class Driver:
                         verdict = 1
                         break
                 if not verdict:
-                    outcome = engine._run_ended()
+                    outcome = engine._loop.ended()
                 elif verdict == 2:
                     raise KeyboardInterrupt(self._paused_message())
         except KeyboardInterrupt as interrupt:
-            if engine._interrupted():
+            if engine._loop.interrupted():
                 # It ended the generator inside a handler, a fetch or the process function (or an
                 # engine nested there): say where this run stands, the cause chained.
                 raise KeyboardInterrupt(self._paused_message()) from interrupt
             raise
         except BaseException as exc:
-            engine._failed()
+            engine._loop.failed()
             self.error = exc
             outcome = FAILED
             raise

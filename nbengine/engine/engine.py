@@ -526,33 +526,6 @@ class Engine:
         state = self.state
         return (state.max_epochs is None and state.max_iters is None) or self._is_done(state)
 
-    def _position(self) -> Position | None:
-        """Where the run stands now, for a state dict: inside the event whose handler is running (that
-        handler counted as done), at the boundary it paused at, or where it was interrupted or loaded."""
-        table = self._table
-        if table.firing is not None and self._driver.status == RUNNING:
-            return Position(table.firing, table.index + 1)
-        if self._gen is not None:
-            event = self._loop_position_event()
-            return None if event is None else Position(event.name)
-        return self._resume_at
-
-    def _loop_position_event(self) -> Any:
-        event = self.last_event
-        if event is not None and _event_key(event) not in _LOOP_EVENTS:
-            event = self._loop_event
-        if event is Events.INTERRUPT:
-            event = self._before_interrupt
-        return event
-
-    # ------------------------------------------------------------------ the generator and its ends
-
-    def _generator(self) -> Iterator[Any]:
-        if self._gen is None:
-            self._gen = self._loop.run(self._resume_at)
-            self._resume_at = None
-        return self._gen
-
     def _drive_context(self) -> AbstractContextManager:
         """Entered around every stretch of driving (a DeterministicEngine's settings and streams)."""
         contexts = self._drive_contexts
@@ -564,38 +537,6 @@ class Engine:
         for factory in contexts:
             stack.enter_context(factory())
         return stack
-
-    def _run_ended(self) -> str:
-        self._gen = None
-        self._resume_at = None
-        if self._taken_error is not None:
-            self._driver.error = self._taken_error
-            return FAILED
-        return DONE
-
-    def _interrupted(self) -> bool:
-        """A KeyboardInterrupt left the driver. If it ended the generator, keep where it was and
-        return True."""
-        gen = self._gen
-        if gen is None or gen.gi_frame is not None:
-            return False  # paused at a boundary: the generator continues from there
-        self._gen = None
-        inside = self._table.interrupted_at()
-        if inside is not None:
-            self._resume_at = Position(*inside)
-            return True
-        event = self._loop_position_event()
-        if event is None:
-            return True
-        self._resume_at = Position(event.name)
-        if event is Events.GET_BATCH_STARTED:
-            self._data_stream.interrupted_fetch()
-        return True
-
-    def _failed(self) -> None:
-        self._gen = None
-        self._resume_at = None
-        self._table.firing = None
 
     def _add_idle_time(self, seconds: float) -> None:
         self._clock_run += seconds
@@ -738,7 +679,7 @@ class Engine:
     def state_dict(self) -> OrderedDict:
         """``epoch_length``, ``iteration``, ``max_epochs`` or ``max_iters``, the user keys, and where
         the run stands (``boundary``) when that is not the start of an epoch (state_dict.py)."""
-        return state_dicts.build(self, self._position(), self.iter_in_epoch)
+        return state_dicts.build(self, self._loop.position(), self.iter_in_epoch)
 
     def load_state_dict(self, state_dict: Mapping) -> None:
         """Set the state from ``state_dict``, given at an epoch (``epoch``) or an iteration

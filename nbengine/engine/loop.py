@@ -1,6 +1,7 @@
 """The run loop: one generator that fires ignite's events in order and yields at every boundary.
 
-This module owns the order of events and what happens between them, and where a run stands. The
+This module owns the order of events and what happens between them, and where a run stands (the
+generator of the run in progress, and the position an interrupt or a state dict left). The
 generator yields after every fired event (a *boundary*); whoever drains it decides when to stop
 (engine/driver.py). It never catches ``KeyboardInterrupt``: an exception that escapes it ends it,
 and ``Position`` says where the run stood, so a new generator continues from exactly there — after
@@ -22,6 +23,7 @@ from collections.abc import Iterator
 import weakref
 from typing import Any, NamedTuple
 
+from nbengine.engine.driver import DONE, FAILED, RUNNING
 from nbengine.engine.events import Events
 
 __all__ = ["Position", "RunLoop", "Terminate", "TerminateEpoch"]
@@ -43,6 +45,13 @@ _ITERATION_RANK = {_GBS: GBS, _GBC: GBC, _ITS: ITS, _ITC: ITC}
 # Which step follows a finished event (a boundary), outside the iteration.
 _RUN_LEVEL = ("STARTED", "TERMINATE", "COMPLETED", "EXCEPTION_RAISED")
 _EPOCH_LEVEL = ("EPOCH_STARTED", "DATALOADER_STOP_ITERATION", "TERMINATE_SINGLE_EPOCH", "EPOCH_COMPLETED")
+
+
+_LOOP_EVENTS = frozenset(event.name for event in Events)
+
+
+def _event_key(event: Any) -> str:
+    return event if isinstance(event, str) else event.name
 
 
 class Terminate(Exception):
@@ -93,6 +102,73 @@ class RunLoop:
 
     def __init__(self, engine: Any) -> None:
         self._engine = weakref.ref(engine)  # owned by the engine: no reference cycle
+
+    # ------------------------------------------------------------------ where the run stands
+
+    def position(self) -> Position | None:
+        """Where the run stands now, for a state dict: inside the event whose handler is running (that
+        handler counted as done), at the boundary it paused at, or where it was interrupted or loaded."""
+        engine = self.engine
+        table = engine._table
+        if table.firing is not None and engine._driver.status == RUNNING:
+            return Position(table.firing, table.index + 1)
+        if engine._gen is not None:
+            event = self._position_event()
+            return None if event is None else Position(event.name)
+        return engine._resume_at
+
+    def _position_event(self) -> Any:
+        engine = self.engine
+        event = engine.last_event
+        if event is not None and _event_key(event) not in _LOOP_EVENTS:
+            event = engine._loop_event
+        if event is Events.INTERRUPT:
+            event = engine._before_interrupt
+        return event
+
+    # ------------------------------------------------------------------ the generator and its ends
+
+    def generator(self) -> Iterator[Any]:
+        engine = self.engine
+        if engine._gen is None:
+            engine._gen = self.run(engine._resume_at)
+            engine._resume_at = None
+        return engine._gen
+
+    def ended(self) -> str:
+        engine = self.engine
+        engine._gen = None
+        engine._resume_at = None
+        if engine._taken_error is not None:
+            engine._driver.error = engine._taken_error
+            return FAILED
+        return DONE
+
+    def interrupted(self) -> bool:
+        """A KeyboardInterrupt left the driver. If it ended the generator, keep where it was and
+        return True."""
+        engine = self.engine
+        gen = engine._gen
+        if gen is None or gen.gi_frame is not None:
+            return False  # paused at a boundary: the generator continues from there
+        engine._gen = None
+        inside = engine._table.interrupted_at()
+        if inside is not None:
+            engine._resume_at = Position(*inside)
+            return True
+        event = self._position_event()
+        if event is None:
+            return True
+        engine._resume_at = Position(event.name)
+        if event is Events.GET_BATCH_STARTED:
+            engine._data_stream.interrupted_fetch()
+        return True
+
+    def failed(self) -> None:
+        engine = self.engine
+        engine._gen = None
+        engine._resume_at = None
+        engine._table.firing = None
 
     # ------------------------------------------------------------------ one event
 
