@@ -208,11 +208,6 @@ class RunLoop:
         state = engine.state
         entry = _Entry(position)
         restart = position is None or position.restart
-        if restart:
-            # A new run (or one from a state dict): what terminate() and an exception left is over.
-            engine._should_terminate = engine._should_terminate_single_epoch = engine._should_interrupt = False
-            engine._control_pending = False
-            engine._taken_error = None
         if restart or position.event == "STARTED":
             state.times[Events.EPOCH_COMPLETED.name] = 0.0
             state.times[Events.COMPLETED.name] = 0.0

@@ -120,6 +120,7 @@ def _continue(engine: Any, data: Any, epoch_length: int | None) -> None:
     if engine._should_terminate:
         # Continuing after terminate() starts the next epoch from its first batch.
         engine._init_iter = 0
+    _clear_run_flags(engine)
     engine._use_data(data)
 
 
@@ -144,4 +145,13 @@ def _begin(engine: Any, data: Any, max_epochs: int | None, epoch_length: int | N
     state.epoch_length = epoch_length
     engine.iter_in_epoch = 0
     engine._init_iter = None
+    _clear_run_flags(engine)
     engine._use_data(data)
+
+
+def _clear_run_flags(engine: Any) -> None:
+    """A new run, or one continued after the last ended: what terminate() and a taken exception left
+    is over (a paused or loaded run keeps a stop() asked for it)."""
+    engine._should_terminate = engine._should_terminate_single_epoch = engine._should_interrupt = False
+    engine._control_pending = False
+    engine._taken_error = None

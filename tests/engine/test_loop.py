@@ -129,3 +129,19 @@ def test_a_bad_boundary_is_refused_naming_it(boundary, message):
     with pytest.raises((ValueError, TypeError), match=message):
         engine.load_state_dict({"iteration": 1, "epoch_length": 3, "max_epochs": 2, "boundary": boundary})
     assert engine.state.iteration == 0
+
+
+def test_stop_ends_a_loaded_run_where_it_stands():
+    calls = []
+    first = Engine(lambda e, b: b)
+    first.step(4, data=[1, 2, 3], max_epochs=3)
+    saved = first.state_dict()
+
+    engine = Engine(lambda e, b: b)
+    for event in (Events.STARTED, Events.ITERATION_COMPLETED, Events.TERMINATE, Events.COMPLETED):
+        engine.add_event_handler(event, lambda e, name=event.name: calls.append((name, e.state.iteration)))
+    engine.load_state_dict(saved)
+    engine.set_data([1, 2, 3])
+    engine.stop()
+    assert calls == [("STARTED", 4), ("TERMINATE", 4), ("COMPLETED", 4)]
+    assert engine.status == "done"
