@@ -26,7 +26,7 @@ import weakref
 from typing import Any
 
 from nbengine._checks import check_callable, check_positive_int
-from nbengine.engine.events import CallableEventWithFilter, Events
+from nbengine.engine.events import CallableEventWithFilter, Events, event_key
 
 __all__ = ["Driver", "IDLE", "RUNNING", "PAUSED", "DONE", "FAILED"]
 
@@ -37,10 +37,6 @@ DONE = "done"
 FAILED = "failed"
 
 _ITERATION_COMPLETED = Events.ITERATION_COMPLETED
-
-
-def _event_key(event: Any) -> str:
-    return event if isinstance(event, str) else event.name
 
 
 class StepCondition:
@@ -86,11 +82,11 @@ class AfterEvents(StepCondition):
 class AtEvent(StepCondition):
     def __init__(self, engine: Any, target: CallableEventWithFilter | str) -> None:
         super().__init__(engine)
-        self._key = _event_key(target)
+        self._key = event_key(target)
         self._filter = None if isinstance(target, str) else target.filter
 
     def _matches(self, event: Any) -> bool:
-        if _event_key(event) != self._key:
+        if event_key(event) != self._key:
             return False
         return self._filter is None or bool(self._filter(self._engine, self._engine._count(self._key)))
 
@@ -101,7 +97,7 @@ def step_condition(engine: Any, caller: str, n: Any, until: Any, events: Any) ->
     if len(given) > 1:
         raise ValueError(f"{caller} takes one of n=, until= or events=, got {', '.join(given)}")
     if until is not None:
-        engine._known_event_key(until, "until")
+        engine._knownevent_key(until, "until")
         return AtEvent(engine, until)
     if events is not None:
         return AfterEvents(engine, check_positive_int("events (a number of events)", events))

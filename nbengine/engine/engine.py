@@ -32,6 +32,7 @@ from nbengine.engine._signature import can_bind, describe_callable
 from nbengine.engine.data import DataStream
 from nbengine.engine.driver import DONE, FAILED, IDLE, PAUSED, RUNNING, AfterIterations, Driver, step_condition
 from nbengine.engine.events import (
+    BUILTIN_EVENT_NAMES,
     BUILTIN_EVENT_TO_ATTR,
     CallableEventWithFilter,
     EventEnum,
@@ -39,6 +40,7 @@ from nbengine.engine.events import (
     EventsList,
     RemovableEventHandle,
     State,
+    event_key,
 )
 from nbengine.engine.handlers import HandlerTable
 from nbengine.engine.loop import Position, RunLoop
@@ -46,22 +48,6 @@ from nbengine.engine.run_args import check_limit_reached, prepare_run
 from nbengine.engine import state_dict as state_dicts
 
 __all__ = ["Engine", "IDLE", "RUNNING", "PAUSED", "DONE", "FAILED"]
-
-_LOOP_EVENTS = frozenset(event.name for event in Events)
-
-
-def _event_key(event: Any) -> str:
-    return event if isinstance(event, str) else event.name
-
-
-class _EveryEventTable(dict):
-    """Stands for the handler table when every event must be dispatched (ignite's _fire_event hook)."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __getitem__(self, key: Any) -> tuple:
-        return ()
 
 
 class Engine:
@@ -144,7 +130,6 @@ class Engine:
         self.last_event: Any = None
 
         self._table = HandlerTable(self)
-        self._table.every_event = _EveryEventTable()
         # A subclass that overrides _fire_event (ignite's dispatch hook) sees every fired event.
         self._dispatch_hooked = type(self)._fire_event is not Engine._fire_event
         self._allowed_events: dict[str, Any] = {event.name: event for event in Events}
@@ -285,7 +270,7 @@ class Engine:
                     f"Value at {index} of event_names should be a str or EventEnum, but given {event!r} "
                     f"of type {type(event).__name__}"
                 )
-            key = _event_key(event)
+            key = event_key(event)
             known = self._allowed_events.get(key)
             if known is not None and known is not event and not (isinstance(known, str) and known == event):
                 raise ValueError(
@@ -294,7 +279,7 @@ class Engine:
                 )
             self._allowed_events[key] = event
         for event, attr in (event_to_attr or {}).items():
-            key = _event_key(event)
+            key = event_key(event)
             if key not in self._allowed_events:
                 raise ValueError(f"event_to_attr names {event!r}, which is not among the registered events")
             if not isinstance(attr, str) or not attr.isidentifier():
@@ -304,15 +289,15 @@ class Engine:
                 setattr(self.state, attr, 0)
 
     def has_registered_events(self, event: Any) -> bool:
-        return _event_key(event) in self._allowed_events if isinstance(event, (str, CallableEventWithFilter)) else False
+        return event_key(event) in self._allowed_events if isinstance(event, (str, CallableEventWithFilter)) else False
 
-    def _known_event_key(self, event: Any, argument: str = "event_name") -> str:
+    def _knownevent_key(self, event: Any, argument: str = "event_name") -> str:
         if not isinstance(event, (str, CallableEventWithFilter)):
             raise TypeError(
                 f"{argument} should be an event (Events.X, a registered custom event, or an EventsList), "
                 f"got {event!r} of type {type(event).__name__}"
             )
-        key = _event_key(event)
+        key = event_key(event)
         if key not in self._allowed_events:
             owner = type(self).__name__
             raise ValueError(
@@ -332,7 +317,7 @@ class Engine:
             for event in event_name:
                 self.add_event_handler(event, handler, *args, **kwargs)
             return RemovableEventHandle(event_name, handler, self)
-        key = self._known_event_key(event_name)
+        key = self._knownevent_key(event_name)
         event_args: tuple = (Exception(),) if key == Events.EXCEPTION_RAISED.name else ()
         self._table.add(key, getattr(event_name, "filter", None), handler, args, kwargs, event_args)
         return RemovableEventHandle(event_name, handler, self)
@@ -351,21 +336,21 @@ class Engine:
             return self._table.has(handler)
         if not isinstance(event_name, (str, CallableEventWithFilter)):
             return False
-        return self._table.has(handler, _event_key(event_name))
+        return self._table.has(handler, event_key(event_name))
 
     def remove_event_handler(self, handler: Callable, event_name: Any) -> None:
-        key = _event_key(event_name) if isinstance(event_name, (str, CallableEventWithFilter)) else None
+        key = event_key(event_name) if isinstance(event_name, (str, CallableEventWithFilter)) else None
         self._table.remove(handler, key, event_name)
 
     def fire_event(self, event_name: Any) -> None:
         """Fire a registered event now: from a handler or from inside the process function. Fired
         while the run is not being driven (say, a checkpoint saved while paused), it runs the
         handlers but leaves ``last_event`` at the boundary where the run stands."""
-        key = self._known_event_key(event_name)
+        key = self._knownevent_key(event_name)
         event = self._allowed_events[key]
         self._note_fired(key)
         if self._driver.status == RUNNING:
-            if self.last_event is not None and _event_key(self.last_event) in _LOOP_EVENTS:
+            if self.last_event is not None and event_key(self.last_event) in BUILTIN_EVENT_NAMES:
                 self._loop_event = self.last_event
             self.last_event = event
         entries = self._table.entries.get(key)
@@ -387,7 +372,7 @@ class Engine:
         """Run the handlers of ``event_name`` with ``event_args`` after the engine (ignite's dispatch
         hook). The engine calls it for every event it fires only when a subclass overrides it, so
         that a plain engine pays nothing for events without handlers."""
-        key = _event_key(event_name)
+        key = event_key(event_name)
         entries = self._table.entries.get(key)
         if entries:
             self._table.fire(key, entries, event_args)

@@ -318,6 +318,15 @@ BUILTIN_EVENT_TO_ATTR: dict[str, str] = {
 }
 
 
+# The names of ignite's built-in events: the events the run loop fires itself.
+BUILTIN_EVENT_NAMES = frozenset(event.name for event in Events)
+
+
+def event_key(event: Any) -> str:
+    """The handler table's key of an event: its name (a custom event may be a plain string)."""
+    return event if isinstance(event, str) else event.name
+
+
 class State:
     """What a run knows about itself, shared by the process function and the handlers.
 

@@ -37,6 +37,16 @@ def handler_name(handler: Callable) -> str:
     return getattr(handler, "__qualname__", None) or type(handler).__qualname__
 
 
+class _EveryEventTable(dict):
+    """Stands for the entries when every event must be dispatched (ignite's _fire_event hook overridden)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: Any) -> tuple:
+        return ()
+
+
 class HandlerTable:
     """Event name -> tuple of entries ``(handler, mode, every, (pass_engine, args, kwargs, filter))``.
 
@@ -47,6 +57,7 @@ class HandlerTable:
         # (no cycle for the garbage collector to find later).
         self._engine = weakref.ref(engine)
         self.entries: dict[str, tuple] = {}
+        self.every_event = _EveryEventTable()
         self.firing: str | None = None
         self.index = 0
 

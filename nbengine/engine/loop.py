@@ -24,7 +24,7 @@ import weakref
 from typing import Any, NamedTuple
 
 from nbengine.engine.driver import DONE, FAILED, RUNNING
-from nbengine.engine.events import Events
+from nbengine.engine.events import BUILTIN_EVENT_NAMES, Events, event_key
 
 __all__ = ["Position", "RunLoop", "Terminate", "TerminateEpoch"]
 
@@ -42,16 +42,9 @@ _ITC = _ITERATION_COMPLETED.name
 # Steps of an iteration, in order; a position inside an iteration is one of these ranks.
 TOP, GBS, FETCH, GBC, COUNT, ITS, PROCESS, ITC, END = range(9)
 _ITERATION_RANK = {_GBS: GBS, _GBC: GBC, _ITS: ITS, _ITC: ITC}
-# Which step follows a finished event (a boundary), outside the iteration.
+# Events of the run's end: a position there skips the epochs.
 _RUN_LEVEL = ("STARTED", "TERMINATE", "COMPLETED", "EXCEPTION_RAISED")
-_EPOCH_LEVEL = ("EPOCH_STARTED", "DATALOADER_STOP_ITERATION", "TERMINATE_SINGLE_EPOCH", "EPOCH_COMPLETED")
 
-
-_LOOP_EVENTS = frozenset(event.name for event in Events)
-
-
-def _event_key(event: Any) -> str:
-    return event if isinstance(event, str) else event.name
 
 
 class Terminate(Exception):
@@ -120,7 +113,7 @@ class RunLoop:
     def _position_event(self) -> Any:
         engine = self.engine
         event = engine.last_event
-        if event is not None and _event_key(event) not in _LOOP_EVENTS:
+        if event is not None and event_key(event) not in BUILTIN_EVENT_NAMES:
             event = engine._loop_event
         if event is Events.INTERRUPT:
             event = engine._before_interrupt
