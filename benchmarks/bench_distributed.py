@@ -17,11 +17,15 @@ Made to give a robust figure on a small, shared machine:
   slower one), while the CPU time of the rank processes (all threads, gloo's included) is what the
   step itself costs, whatever else runs;
 - the load average of the machine before and after is printed next to the figures, with the CPU count;
-- last, the control's own handler time per iteration, as the engine measures it around the handler,
-  in one extra traced pass: a direct figure that other people's load inflates only in proportion.
+- last, the control's own cost per iteration, measured directly over extra runs: its handler's time
+  on the training thread, as the engine measures it around the handler, and the CPU of the threads
+  of its gloo group (from ``/proc``). Other people's load inflates these only in proportion, while
+  the paired wall and CPU ratios above swing by several percent from round to round on a shared
+  2-core machine (the ignite-vs-nbengine row shows that spread): the direct figure is the verdict.
 
 Budget (docs/design.md): the collective control costs <= 2% per iteration over the same Engine
-without it (the "x Engine" column of the control rows).
+without it: its direct cost (the last line) against the Engine's step; the "x Engine" column of the
+control rows says the same within the machine's spread.
 
     python benchmarks/bench_distributed.py [--quick] [--iterations N] [--rounds R]
 """
@@ -84,12 +88,32 @@ def _ignite_case(work: Mlp, iterations: int) -> tuple[Callable[[], tuple] | None
     return _timed(lambda: engine.run(work.data, max_epochs=1), iterations), f"pytorch-ignite {ignite.__version__}"
 
 
-def _handler_seconds(iterations: int, work: Mlp) -> float:
-    """The control's own handler time per iteration: one extra pass of a controlled Engine with a trace
-    hook (which slows the dispatch, so it is kept out of the timed cases), summing the seconds the
-    engine measured around ``DistributedControl._at_iteration_completed``."""
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds run so far by each thread of this process, by thread id, in nanoseconds' precision
+    (``/proc/self/task/*/schedstat``; empty where there is none)."""
+    seconds = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as stat:
+                seconds[task] = int(stat.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return seconds
+
+
+def _own_cost(iterations: int, work: Mlp, passes: int = 5) -> tuple[float, float]:
+    """What the default control itself costs a rank per iteration, measured directly (other people's
+    load inflates it only in proportion): the seconds the engine measured around its handler on the
+    training thread (a trace hook sums them), and the CPU of the threads of its own gloo group (the
+    threads that creating it started), over ``passes`` runs driven by ``DistributedControl.run``."""
     trainer = Engine(work.step)
-    DistributedControl(trainer)
+    before = set(_thread_cpu())
+    control = DistributedControl(trainer)
+    group_threads = set(_thread_cpu()) - before
     spent = [0.0]
 
     def traced(event: object, state: object, timings: list[tuple[str, float]]) -> None:
@@ -98,8 +122,13 @@ def _handler_seconds(iterations: int, work: Mlp) -> float:
                 spent[0] += seconds
 
     trainer.add_trace_hook(traced)
-    trainer.run(work.data, max_epochs=1)
-    return spent[0] / iterations
+    control.run(work.data, max_epochs=1)  # the first stretch measures the step
+    spent[0] = 0.0
+    group_before = sum(cpu for task, cpu in _thread_cpu().items() if task in group_threads)
+    for epoch in range(2, passes + 2):
+        control.run(work.data, max_epochs=epoch)
+    group = sum(cpu for task, cpu in _thread_cpu().items() if task in group_threads) - group_before
+    return spent[0] / (passes * iterations), group / (passes * iterations)
 
 
 def _cases(work: Mlp, iterations: int) -> tuple[dict[str, Callable[[], tuple]], str]:
@@ -171,12 +200,12 @@ def _table(title: str, samples: dict[str, list[float]]) -> None:
 def _verdict(what: str, samples: dict[str, list[float]], rounds: int) -> None:
     cost, low, high = _paired(samples, CONTROL, ENGINE)
     print(f"collective control (default), {what}: {100 * (cost - 1):+.1f}% per iteration over the same Engine without "
-          f"it (median of {rounds} paired rounds, quartiles {100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%): "
-          f"{'within' if cost <= 1.02 else 'over'} the 2% budget")
+          f"it (median of {rounds} paired rounds, quartiles {100 * (low - 1):+.1f}% to {100 * (high - 1):+.1f}%; "
+          "a spread this wide cannot tell 2% from 0: the direct figure below is the verdict)")
 
 
 def _report(samples: tuple[dict[str, list[float]], ...], iterations: int, rounds: int, loads: tuple,
-            ignite_note: str, handler: float) -> None:
+            ignite_note: str, own: tuple[float, float]) -> None:
     wall, cpu = samples
     before, after = loads
     print(f"2 ranks, gloo on 127.0.0.1, {iterations} iterations per sample, {rounds} interleaved rounds; "
@@ -192,8 +221,11 @@ def _report(samples: tuple[dict[str, list[float]], ...], iterations: int, rounds
               " their engines differ by a few us per iteration, a fraction of a percent of this step, so what this "
               "shows beyond that is the spread the machine adds to any two cases")
     step = statistics.median(wall[ENGINE])
-    print(f"the control's own handler on the training thread: {handler * 1e6:.1f} us per iteration, "
-          f"{100 * handler / step:.2f}% of the Engine's median step ({step * 1e6:.0f} us)")
+    handler, group = own
+    print(f"the default control's own cost on rank 0, measured directly over 5 runs after a first: its handler on the "
+          f"training thread {handler * 1e6:.1f} us per iteration, its gloo group's threads {group * 1e6:.1f} us per "
+          f"iteration; together {100 * (handler + group) / step:.2f}% of the Engine's median step ({step * 1e6:.0f} us): "
+          f"{'within' if handler + group <= 0.02 * step else 'over'} the 2% budget")
 
 
 def bench(local_rank: int, iterations: int, rounds: int) -> None:
@@ -202,17 +234,17 @@ def bench(local_rank: int, iterations: int, rounds: int) -> None:
     work = Mlp(batches=iterations)
     cases, ignite_note = _cases(work, iterations)
     samples = _interleaved(cases, rounds)
-    handler = _handler_seconds(iterations, work)
+    own = _own_cost(iterations, work)
     if idist.get_rank() == 0:
         loads_after = tuple(round(value, 2) for value in os.getloadavg())
-        _report(samples, iterations, rounds, (loads_before, loads_after), ignite_note, handler)
+        _report(samples, iterations, rounds, (loads_before, loads_after), ignite_note, own)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and rounds (a smoke run)")
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=41)
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=21)
     args = parser.parse_args()
     iterations, rounds = (40, 3) if args.quick else (args.iterations, args.rounds)
     with idist.Parallel(backend="gloo", nproc_per_node=2) as parallel:

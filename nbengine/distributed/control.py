@@ -11,9 +11,11 @@ It is appended to the job's command log, and the ranks *agree* on how far the lo
   iterations earlier, which has long finished, so a round costs one launch; every rank gets the same
   numbers at the same iteration, and so the same next round. With ``every=None`` (the default) each
   rank proposes as many iterations as it runs in ``interval`` seconds and the smallest proposal wins:
-  about one round per 50 ms whatever the step costs (a gloo all-reduce per iteration costs ~40% of a
-  small MLP step on a loaded 2-core machine; one per 50 ms is lost in the noise). A fixed ``every``
-  makes the boundaries independent of speed (the tests use ``every=1``);
+  about one round per 0.2 s whatever the step costs, so a request takes effect within 0.4 s. (A gloo
+  all-reduce per iteration costs ~40% of a small MLP step on a loaded 2-core machine; a launch costs
+  0.2-0.4 ms of the training thread, so one per 0.2 s is ~0.15%.) The speed measured in one stretch of
+  driving sizes the first round of the next, so a new ``run()`` does not start with rounds one
+  iteration apart. A fixed ``every`` makes the boundaries independent of speed (the tests use ``every=1``);
 - the requests up to that length are then applied on every rank at that boundary: ``save`` runs the
   checkpoint at the boundary (after the event's other handlers), ``stop`` terminates the run there, and
   ``pause``, ``step`` and an agreed interrupt pause it there;
@@ -78,6 +80,7 @@ class _Agreement:
         self.next_round = 0  # the iteration of the next round; 0: the next ITERATION_COMPLETED
         self.round_every = every or 1
         self._clock = (0, 0.0)  # (iteration, perf_counter) of the last round on this rank
+        self._seconds_per_iteration: float | None = None  # measured by the last two rounds, kept across stretches
 
     def launch(self, known: int, interrupt: bool, iteration: int) -> None:
         # MAX of -k is the smallest proposal.
@@ -113,10 +116,11 @@ class _Agreement:
         now = time.perf_counter()
         last_iteration, last_time = self._clock
         self._clock = (iteration, now)
-        if last_time == 0.0 or iteration <= last_iteration or now <= last_time:
-            return 1
-        per_iteration = (now - last_time) / (iteration - last_iteration)
-        return max(1, min(_MAX_EVERY, int(self.interval / per_iteration)))
+        if last_time != 0.0 and iteration > last_iteration and now > last_time:
+            self._seconds_per_iteration = (now - last_time) / (iteration - last_iteration)
+        if self._seconds_per_iteration is None:
+            return 1  # nothing measured yet: the next round measures the step
+        return max(1, min(_MAX_EVERY, int(self.interval / self._seconds_per_iteration)))
 
 
 def _check_arguments(engine: Any, every: Any, interval: Any, checkpoint: Any, replay: Any, load: Any) -> None:
@@ -145,7 +149,7 @@ class DistributedControl:
         engine: the trainer, the same on every rank.
         every: agree every ``every`` iterations; None (the default) adapts it so that the ranks agree
             about every ``interval`` seconds. A request takes effect within two rounds.
-        interval: the seconds between two rounds that ``every=None`` aims at (0.05 by default).
+        interval: the seconds between two rounds that ``every=None`` aims at (0.2 by default).
         replay: the trainer's :class:`~nbengine.handlers.EpochReplay`, for :meth:`replay` requests.
         checkpoint: ``fn(engine)`` run on every rank for a ``save`` request (e.g. a
             :class:`~nbengine.handlers.Checkpoint` over :class:`~nbengine.distributed.RankStates`).
@@ -156,7 +160,7 @@ class DistributedControl:
             (``MASTER_ADDR``/``MASTER_PORT``), or an in-memory one on a single process.
     """
 
-    def __init__(self, engine: Engine, *, every: int | None = None, interval: float = 0.05,
+    def __init__(self, engine: Engine, *, every: int | None = None, interval: float = 0.2,
                  checkpoint: Callable[[Engine], Any] | None = None, replay: EpochReplay | None = None,
                  store: dist.Store | None = None, load: Callable[[Engine, str], Any] | None = None) -> None:
         _check_arguments(engine, every, interval, checkpoint, replay, load)

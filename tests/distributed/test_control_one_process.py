@@ -210,6 +210,16 @@ def test_adaptive_rounds_agree_about_every_interval():
     assert rounds[:3] == [2, 3, 3 + 10_000]
 
 
+def test_the_next_stretch_sizes_its_first_round_from_the_speed_measured_before():
+    training = Training()
+    control = DistributedControl(training.trainer, interval=1e9)
+    control.run(training.data, max_epochs=1)
+    control.run(training.data, max_epochs=2)
+    # The second run() launched one round, at its first iteration, flushed when it ended: it proposed
+    # from the step measured in the first run, not 1 (which would start with rounds one iteration apart).
+    assert control._agreement.round_every == 10_000
+
+
 def test_rank_states_refuse_another_world_size():
     trainer = Engine(lambda engine, batch: None)
     states = RankStates(trainer)
