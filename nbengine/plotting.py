@@ -200,6 +200,19 @@ def _nice_ceiling(value: float) -> float:
     return next(step * scale for step in _NICE if step * scale >= value * (1 - 1e-12))
 
 
+#: Room left on the right when the iteration axis grows: each new limit lasts while the run grows by
+#: a third, so the saved background (a full drawing costs ten times an update) is redrawn seldom.
+_X_HEADROOM = 1.3
+
+
+def _x_limit(current: float, needed: float) -> float:
+    """The right end of the iteration axis: ``current`` while it shows ``needed`` without leaving
+    most of the axes empty (the run went back), else a nice number ``_X_HEADROOM`` beyond ``needed``."""
+    if needed <= current <= needed * _X_HEADROOM * 2:
+        return current
+    return _nice_ceiling(needed * _X_HEADROOM)
+
+
 def _stepped(low: float, high: float, log: bool) -> tuple[float, float]:
     """``(low, high)`` widened to a coarse grid (a tenth of a power of ten of the span; a half-decade
     on a log axis), so that small changes of the data leave the axis as it is."""
@@ -403,8 +416,8 @@ class LossFigure(_AggFigure):
             self.metric_axes.set_ylim(*_stepped(*_padded(*other_range, log=False), log=False))
         self.metric_axes.set_ylabel("validation" if other_arrays else "", fontsize=8)
         x_range = _finite_range(xs, log=False)
-        high = max(x_max, x_range[1] if x_range else 1.0)
-        self.axes.set_xlim(0, _nice_ceiling(max(1.0, high * 1.02)))
+        needed = max(1.0, max(x_max, x_range[1] if x_range else 1.0) * 1.02)
+        self.axes.set_xlim(0, _x_limit(self.axes.get_xlim()[1], needed))
 
     def _set_legend(self, handles: list) -> None:
         key = tuple((handle.get_label(), id(handle)) for handle in handles)

@@ -98,6 +98,22 @@ def test_marks_and_title_are_drawn_and_x_reaches_the_last_mark():
     assert not figure._mark_lines[0].get_visible()
 
 
+def test_the_iteration_axis_grows_with_room_to_spare_and_shrinks_when_the_run_went_back():
+    figure = LossFigure()
+    limits = []
+    for last in range(100, 4001, 100):  # a run growing by 100 iterations between two drawings
+        x = np.arange(1, last + 1, dtype=float)
+        figure.render(decimate_outputs(x, x))
+        limits.append(figure.axes.get_xlim()[1])
+        assert last * 1.02 <= limits[-1] <= last * 1.02 * 1.3 * 2  # every point shown, most of the axes used
+    # The background (ticks, labels) is drawn again only when the limit moves: 10 limits in 40
+    # drawings (a limit tight on the data would take 14).
+    assert sorted(set(limits)) == [150.0, 300.0, 400.0, 600.0, 800.0, 1200.0, 2000.0, 3000.0, 4000.0, 6000.0]
+    x = np.arange(1, 301, dtype=float)  # a checkpoint of iteration 300 loaded: the axis shrinks
+    figure.render(decimate_outputs(x, x))
+    assert figure.axes.get_xlim()[1] == 400.0
+
+
 def test_no_iterations_yet_says_so():
     figure = LossFigure()
     figure.render(decimate_outputs(np.zeros(0), np.zeros(0)))

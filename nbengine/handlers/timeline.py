@@ -98,8 +98,11 @@ class EventTimeline:
         self._entries: deque[tuple] = deque(maxlen=self._capacity)
         self._append = self._entries.append
         self._numbers = itertools.count(1)
-        self._outputs: deque[tuple[int, float]] | None = deque(maxlen=int(outputs)) if outputs else None
+        # (number, iteration, value): the number (1, 2, ... since attaching) lets a reader take only
+        # what is new since it last looked (``outputs_after``), whatever the iterations did.
+        self._outputs: deque[tuple[int, int, float]] | None = deque(maxlen=int(outputs)) if outputs else None
         self._outputs_recorded = 0
+        self._clears = 0
         self._origin = time.perf_counter()
         self._engine: Any = None
         self._remove_hook: Callable[[], None] | None = None
@@ -153,6 +156,13 @@ class EventTimeline:
         if self._outputs is not None:
             self._outputs.clear()
         self._outputs_recorded = 0
+        self._clears += 1
+
+    @property
+    def clears(self) -> int:
+        """How many times ``clear()`` was called: a reader's place (a number of events or outputs
+        it has seen) belongs to the recording it was taken from."""
+        return self._clears
 
     def _record(self, event: Any, state: Any, timings: list[tuple[str, float]]) -> None:
         # The training side calls this after every event: one tuple, one append, no lock (a deque
@@ -171,8 +181,9 @@ class EventTimeline:
                 value = _number(value)
                 if value is None:
                     return
-            self._outputs.append((state.iteration, value))  # type: ignore[union-attr]
-            self._outputs_recorded += 1
+            recorded = self._outputs_recorded + 1
+            self._outputs.append((recorded, state.iteration, value))  # type: ignore[union-attr]
+            self._outputs_recorded = recorded
 
     @property
     def outputs_recorded(self) -> int:
@@ -183,20 +194,54 @@ class EventTimeline:
     def last_output(self) -> tuple[int, float] | None:
         """``(iteration, value)`` of the last numeric output recorded, or None."""
         try:
-            return self._outputs[-1] if self._outputs is not None else None
-        except IndexError:
+            _, iteration, value = self._outputs[-1]  # type: ignore[index]
+        except (IndexError, TypeError):
             return None
+        return iteration, value
+
+    @property
+    def outputs_capacity(self) -> int:
+        """How many outputs the second ring buffer keeps (0: none are recorded)."""
+        return 0 if self._outputs is None else self._outputs.maxlen  # type: ignore[return-value]
 
     def outputs(self) -> list[tuple[int, float]]:
         """``(iteration, value)`` of the last ``outputs`` numeric outputs at ITERATION_COMPLETED,
         oldest first (empty unless the timeline was made with ``outputs=`` > 0)."""
-        if self._outputs is None:
+        return [(iteration, value) for _, iteration, value in self.outputs_after(0)]
+
+    def outputs_after(self, seen: int) -> list[tuple[int, int, float]]:
+        """``(number, iteration, value)`` of the outputs recorded after the first ``seen`` ones
+        (numbered from 1 since attaching or ``clear()``), oldest first, as far as the buffer still
+        holds them. A reader that keeps the last number it got reads only what is new: the cost is
+        that of the new outputs, not of the buffer.
+
+        >>> from nbengine.engine import Engine
+        >>> engine = Engine(lambda engine, batch: float(batch))
+        >>> timeline = EventTimeline(outputs=3).attach(engine)
+        >>> _ = engine.run([5, 6, 7, 8], max_epochs=1)
+        >>> timeline.outputs_after(0)
+        [(2, 2, 6.0), (3, 3, 7.0), (4, 4, 8.0)]
+        >>> timeline.outputs_after(3)
+        [(4, 4, 8.0)]
+        """
+        held = self._outputs
+        if held is None:
             return []
+        wanted = 64
         while True:
             try:
-                return list(self._outputs)
+                newest = held[-1][0]
+            except IndexError:
+                return []
+            wanted = max(wanted, newest - seen + 64)
+            try:
+                # One call into C, newest first: the writer cannot append in the middle of it.
+                tail = list(itertools.islice(reversed(held), wanted))
             except RuntimeError:  # see _copy_entries
                 continue
+            if len(tail) < wanted or tail[-1][0] <= seen:
+                return [record for record in reversed(tail) if record[0] > seen]
+            wanted *= 2  # more were appended meanwhile than the margin: look further back
 
     def _copy_entries(self) -> list[tuple]:
         # Copying a deque that another thread appends to can fail with "deque mutated during

@@ -23,7 +23,6 @@ so the panel costs one Python call per event, not two.
 
 from __future__ import annotations
 
-import itertools
 import numbers
 import threading
 from collections.abc import Mapping
@@ -77,6 +76,11 @@ class LossSource:
         # (thread ident, iteration) of the last confirmation: evaluations made after it at the same
         # event (by a handler attached after this module's) are confirmed at the next one.
         self._confirmed_at: tuple[int, int] | None = None
+        # The timeline's outputs as arrays, and the number of the last one taken into them.
+        self._outputs_lock = threading.Lock()
+        self._outputs_seen = 0
+        self._outputs_clears = timeline.clears
+        self._iterations, self._values = np.zeros(0), np.zeros(0)
         if evaluator is not None:
             self._handles.append(evaluator.add_event_handler(Events.COMPLETED, self._on_evaluated))
             for event in (Events.EPOCH_COMPLETED, Events.COMPLETED):
@@ -124,9 +128,20 @@ class LossSource:
             snapshot = self._history.snapshot()
             values = snapshot.values[:, 0] if snapshot.values.shape[1] else np.zeros(len(snapshot))
             return snapshot.iterations.astype(float), values.astype(float)
-        points = self._timeline.outputs()
-        pairs = np.fromiter(itertools.chain.from_iterable(points), dtype=float, count=2 * len(points)).reshape(-1, 2)
-        return pairs[:, 0], pairs[:, 1]
+        with self._outputs_lock:
+            if self._timeline.clears != self._outputs_clears:  # a new recording: start again
+                self._outputs_clears = self._timeline.clears
+                self._outputs_seen, self._iterations, self._values = 0, np.zeros(0), np.zeros(0)
+            # Only what is new since the last drawing is converted, under the interpreter lock that
+            # training needs too: a drawing costs the kernel the same at any run length.
+            new = self._timeline.outputs_after(self._outputs_seen)
+            if new:
+                records = np.array(new, dtype=float)
+                keep = self._timeline.outputs_capacity
+                self._iterations = np.concatenate([self._iterations, records[:, 1]])[-keep:]
+                self._values = np.concatenate([self._values, records[:, 2]])[-keep:]
+                self._outputs_seen = new[-1][0]
+            return self._iterations, self._values
 
     def loss_data(self) -> LossData:
         iterations, outputs = self._outputs()

@@ -114,9 +114,11 @@ class TimelineView:
         self.table = widgets.HTML(layout=widgets.Layout(width="100%"))
         #: (width, height, dpi) of the plot image.
         self.plot_size = (480, 300, 80)
-        # Shown at the size it is drawn at most (never stretched), shrinking with a narrow cell.
+        # Shown at the size it is drawn (never stretched). It does not shrink to share a row with the
+        # table (at 800 px that left it a third of its width): it wraps below it instead, and
+        # shrinks only when the cell itself is narrower than the picture.
         self.image = widgets.Image(
-            format="png", layout=widgets.Layout(width=f"{self.plot_size[0]}px", max_width="100%", height="auto", flex="0 1 auto", min_width="0")
+            format="png", layout=widgets.Layout(width=f"{self.plot_size[0]}px", max_width="100%", height="auto", flex="0 0 auto", min_width="0")
         )
         self.image.add_class("nbengine-timeline-plot")
         self._shown_count = -1

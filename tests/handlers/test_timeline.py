@@ -241,6 +241,36 @@ def test_with_outputs_the_numeric_outputs_of_the_last_iterations_are_kept():
     assert (timeline.outputs(), timeline.outputs_recorded, timeline.last_output) == ([], 0, None)
 
 
+def test_a_reader_that_keeps_its_place_gets_every_new_output_once_while_the_run_goes_on():
+    engine = Engine(lambda engine, batch: float(engine.state.iteration) / 2)
+    timeline = EventTimeline(capacity=50, outputs=100_000).attach(engine)
+    engine.start(data=None, epoch_length=1000, max_epochs=30)
+    seen, taken, reads = 0, [], 0
+    while engine.status == "running" or seen < timeline.outputs_recorded:
+        new = timeline.outputs_after(seen)
+        reads += 1
+        if new:
+            assert new[0][0] == seen + 1  # nothing skipped, nothing taken twice
+            taken += new
+            seen = new[-1][0]
+    engine.wait(timeout=60)
+    assert reads > 2
+    assert [number for number, _, _ in taken] == list(range(1, 30_001))
+    assert [(iteration, value) for _, iteration, value in taken] == timeline.outputs()
+    assert taken[-1] == (30_000, 30_000, 15_000.0)
+
+
+def test_outputs_after_gives_only_what_the_ring_buffer_still_holds():
+    engine = Engine(lambda engine, batch: float(batch))
+    timeline = EventTimeline(outputs=4).attach(engine)
+    engine.run(list(range(10)), max_epochs=1)
+    assert timeline.outputs_after(2) == [(7, 7, 6.0), (8, 8, 7.0), (9, 9, 8.0), (10, 10, 9.0)]
+    assert timeline.outputs_after(9) == [(10, 10, 9.0)]
+    assert timeline.outputs_after(10) == []
+    assert timeline.outputs_capacity == 4 and EventTimeline().outputs_capacity == 0
+    assert EventTimeline().outputs_after(0) == []
+
+
 def test_without_outputs_none_are_kept():
     engine = Engine(lambda engine, batch: 1.0)
     timeline = EventTimeline().attach(engine)

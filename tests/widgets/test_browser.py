@@ -257,6 +257,12 @@ def _drive_the_panel(page, base_url: str, artifacts: Path) -> None:
         arg=["img.nbengine-timeline-plot", timeline_src_before_step],
         timeout=30_000,
     )
+    # The timeline picture is shown at the width it is drawn (480 px), or as wide as the panel allows:
+    # it wraps below the table rather than shrinking beside it.
+    timeline_box, panel_box = timeline_image.bounding_box(), panel.bounding_box()
+    assert timeline_box is not None and timeline_box["width"] >= min(478, panel_box["width"] - 40), (
+        f"the timeline plot is {timeline_box} in a panel of {panel_box} at {width} px"
+    )
     rows = panel.locator(".nbengine-timeline-row")
     assert rows.count() >= 4
     # The newest event at the top.

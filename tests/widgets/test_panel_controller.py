@@ -252,3 +252,25 @@ def test_an_evaluator_attached_after_the_loss_source_is_plotted_at_its_epochs():
     xs, ys = source.loss_data().metrics["accuracy"]
     assert xs.tolist() == [4.0, 8.0, 12.0] and ys.tolist() == [0.5] * 3
     source.detach()
+
+
+def test_the_loss_source_reads_each_output_once_and_follows_the_ring_buffer_and_a_clear():
+    outputs = iter(range(1, 10_000))
+    trainer = Engine(lambda engine, batch: float(next(outputs)))
+    timeline = EventTimeline(outputs=5).attach(trainer)
+    source = LossSource(trainer, timeline)
+    trainer.run([0] * 3, max_epochs=1)
+    data = source.loss_data()
+    assert (data.iterations.tolist(), data.outputs.tolist()) == ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    trainer.run([0] * 3, max_epochs=2)  # iterations 4-6: the buffer of 5 keeps 2-6
+    data = source.loss_data()
+    assert (data.iterations.tolist(), data.outputs.tolist()) == ([2.0, 3.0, 4.0, 5.0, 6.0], [2.0, 3.0, 4.0, 5.0, 6.0])
+    assert source.loss_data().outputs.tolist() == [2.0, 3.0, 4.0, 5.0, 6.0]  # nothing new: the same
+    timeline.clear()
+    trainer.run([0] * 3, max_epochs=3)  # iterations 7-9 after the clear: only they are shown
+    data = source.loss_data()
+    assert (data.iterations.tolist(), data.outputs.tolist()) == ([7.0, 8.0, 9.0], [7.0, 8.0, 9.0])
+    timeline.clear()
+    trainer.run([0] * 3, max_epochs=6)  # more outputs after a clear than the source had seen: still only they
+    data = source.loss_data()
+    assert data.iterations.tolist() == [14.0, 15.0, 16.0, 17.0, 18.0]
