@@ -46,7 +46,7 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from harness import quiet_single_thread  # noqa: E402
+from harness import quiet_single_thread, thread_cpu  # noqa: E402
 from mlp import Mlp  # noqa: E402
 
 import nbengine.distributed as idist  # noqa: E402
@@ -88,32 +88,15 @@ def _ignite_case(work: Mlp, iterations: int) -> tuple[Callable[[], tuple] | None
     return _timed(lambda: engine.run(work.data, max_epochs=1), iterations), f"pytorch-ignite {ignite.__version__}"
 
 
-def _thread_cpu() -> dict[str, float]:
-    """CPU seconds run so far by each thread of this process, by thread id, in nanoseconds' precision
-    (``/proc/self/task/*/schedstat``; empty where there is none)."""
-    seconds = {}
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return {}
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/schedstat") as stat:
-                seconds[task] = int(stat.read().split()[0]) / 1e9
-        except (OSError, ValueError, IndexError):
-            continue  # the thread ended meanwhile
-    return seconds
-
-
 def _own_cost(iterations: int, work: Mlp, passes: int = 5) -> tuple[float, float]:
     """What the default control itself costs a rank per iteration, measured directly (other people's
     load inflates it only in proportion): the seconds the engine measured around its handler on the
     training thread (a trace hook sums them), and the CPU of the threads of its own gloo group (the
     threads that creating it started), over ``passes`` runs driven by ``DistributedControl.run``."""
     trainer = Engine(work.step)
-    before = set(_thread_cpu())
+    before = set(thread_cpu())
     control = DistributedControl(trainer)
-    group_threads = set(_thread_cpu()) - before
+    group_threads = set(thread_cpu()) - before
     spent = [0.0]
 
     def traced(event: object, state: object, timings: list[tuple[str, float]]) -> None:
@@ -124,10 +107,10 @@ def _own_cost(iterations: int, work: Mlp, passes: int = 5) -> tuple[float, float
     trainer.add_trace_hook(traced)
     control.run(work.data, max_epochs=1)  # the first stretch measures the step
     spent[0] = 0.0
-    group_before = sum(cpu for task, cpu in _thread_cpu().items() if task in group_threads)
+    group_before = sum(cpu for task, cpu in thread_cpu().items() if task in group_threads)
     for epoch in range(2, passes + 2):
         control.run(work.data, max_epochs=epoch)
-    group = sum(cpu for task, cpu in _thread_cpu().items() if task in group_threads) - group_before
+    group = sum(cpu for task, cpu in thread_cpu().items() if task in group_threads) - group_before
     return spent[0] / (passes * iterations), group / (passes * iterations)
 
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from harness import quiet_single_thread
+from harness import quiet_single_thread, thread_cpu
 from mlp import Mlp
 
 from nbengine.engine import Engine
@@ -50,24 +50,6 @@ def helper_cpu(panel: TrainingPanel) -> float:
         return 0.0
     times = psutil.Process(process.pid).cpu_times()
     return times.user + times.system
-
-
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds used so far by each thread of this process, by thread id (empty where /proc is not)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    seconds = {}
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return {}
-    for task in tasks:
-        try:
-            with open(f"/proc/self/task/{task}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the thread ended meanwhile
-        seconds[task] = (int(fields[11]) + int(fields[12])) / ticks
-    return seconds
 
 
 @dataclass
@@ -99,8 +81,10 @@ def run_slice(engine: Engine, seconds: float, panel: TrainingPanel | None) -> Sl
     cpu = time.process_time() - cpu
     threads_after = thread_cpu()
     helper = (helper_cpu(panel) if panel is not None else 0.0) - helper_before
-    training = sum(value for task, value in threads_after.items() if task not in threads_before)
+    # The slice's nbengine-run thread may have ended by now, and its /proc entry with it, but the
+    # process's CPU time keeps what ended threads used: the training thread's share is the rest.
     others = sum(value - threads_before[task] for task, value in threads_after.items() if task in threads_before)
+    training = cpu - others if threads_after else 0.0
     redraws = (panel.loss_plot_count - drawn) if panel is not None else 0
     done = engine.state.iteration - first
     return Slice(done / elapsed, redraws, (cpu + helper) / done, training / done, others / done, helper / done)

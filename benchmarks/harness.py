@@ -7,6 +7,7 @@ samples; running them here keeps the method, and so the figures, comparable acro
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable
 
@@ -30,3 +31,20 @@ def interleave(cases: dict[str, Callable[[], float]], repeats: int) -> dict[str,
         for name, measure in cases.items():
             samples[name].append(measure())
     return samples
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds run so far by each thread of this process, by thread id, to the nanosecond
+    (``/proc/self/task/*/schedstat``; empty where there is no such file)."""
+    seconds = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return {}
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/schedstat") as stat:
+                seconds[task] = int(stat.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return seconds
