@@ -69,6 +69,13 @@ class PanelDisplay:
         )  # fmt: skip
         status = snapshot.status
         controller.settle_message(status)
+        # The table first: once the badge says the run stands still, everything it describes is on
+        # screen (widget updates reach the page in the order they are made).
+        now = time.monotonic()
+        table_due = status != RUNNING or now - self._table_at >= self.table_interval
+        if table_due and panel.timeline_view.changed_since_table():
+            panel.timeline_view.update_table()
+            self._table_at = now
         panel.state_view.value = state_html(snapshot)
         # The badge with the State view: both say the same at every moment.
         position = f"epoch {snapshot.epoch}, iteration {snapshot.iteration} ({snapshot.last_event or '—'})"
@@ -79,11 +86,6 @@ class PanelDisplay:
             completed = snapshot.epoch if snapshot.iteration_in_epoch == snapshot.epoch_length else snapshot.epoch - 1
             panel.checkpoints_view.show_replayable(panel.replay.epochs, completed)
         self.show_checkpoint_controls(status)
-        now = time.monotonic()
-        table_due = status != RUNNING or now - self._table_at >= self.table_interval
-        if table_due and panel.timeline_view.changed_since_table():
-            panel.timeline_view.update_table()
-            self._table_at = now
 
     def _epoch_start(self) -> tuple[int, int] | None:
         """(epoch, iteration) at the last EPOCH_STARTED of the current epoch, read from the timeline
