@@ -97,7 +97,7 @@ def step_condition(engine: Any, caller: str, n: Any, until: Any, events: Any) ->
     if len(given) > 1:
         raise ValueError(f"{caller} takes one of n=, until= or events=, got {', '.join(given)}")
     if until is not None:
-        engine._knownevent_key(until, "until")
+        engine._known_event_key(until, "until")
         return AtEvent(engine, until)
     if events is not None:
         return AfterEvents(engine, check_positive_int("events (a number of events)", events))

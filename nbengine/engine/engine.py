@@ -291,7 +291,7 @@ class Engine:
     def has_registered_events(self, event: Any) -> bool:
         return event_key(event) in self._allowed_events if isinstance(event, (str, CallableEventWithFilter)) else False
 
-    def _knownevent_key(self, event: Any, argument: str = "event_name") -> str:
+    def _known_event_key(self, event: Any, argument: str = "event_name") -> str:
         if not isinstance(event, (str, CallableEventWithFilter)):
             raise TypeError(
                 f"{argument} should be an event (Events.X, a registered custom event, or an EventsList), "
@@ -317,7 +317,7 @@ class Engine:
             for event in event_name:
                 self.add_event_handler(event, handler, *args, **kwargs)
             return RemovableEventHandle(event_name, handler, self)
-        key = self._knownevent_key(event_name)
+        key = self._known_event_key(event_name)
         event_args: tuple = (Exception(),) if key == Events.EXCEPTION_RAISED.name else ()
         self._table.add(key, getattr(event_name, "filter", None), handler, args, kwargs, event_args)
         return RemovableEventHandle(event_name, handler, self)
@@ -346,7 +346,7 @@ class Engine:
         """Fire a registered event now: from a handler or from inside the process function. Fired
         while the run is not being driven (say, a checkpoint saved while paused), it runs the
         handlers but leaves ``last_event`` at the boundary where the run stands."""
-        key = self._knownevent_key(event_name)
+        key = self._known_event_key(event_name)
         event = self._allowed_events[key]
         self._note_fired(key)
         if self._driver.status == RUNNING:

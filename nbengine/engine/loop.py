@@ -42,9 +42,9 @@ _ITC = _ITERATION_COMPLETED.name
 # Steps of an iteration, in order; a position inside an iteration is one of these ranks.
 TOP, GBS, FETCH, GBC, COUNT, ITS, PROCESS, ITC, END = range(9)
 _ITERATION_RANK = {_GBS: GBS, _GBC: GBC, _ITS: ITS, _ITC: ITC}
-# Events of the run's end: a position there skips the epochs.
-_RUN_LEVEL = ("STARTED", "TERMINATE", "COMPLETED", "EXCEPTION_RAISED")
-
+# Events of the run's end: a position there skips the epochs. (A position at STARTED is taken
+# before this is asked.)
+_RUN_LEVEL = ("TERMINATE", "COMPLETED", "EXCEPTION_RAISED")
 
 
 class Terminate(Exception):
